@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/meshward/meshward/adapters/kube"
+	"github.com/meshward/meshward/adapters/translate"
+	"github.com/meshward/meshward/mesh"
+	"github.com/meshward/meshward/snapshot"
+)
+
+type controllerFlags struct {
+	kubeconfig     string
+	leaderElect    bool
+	leaseNamespace string
+	leaseName      string
+	metricsAddr    string
+	healthAddr     string
+	debounce       time.Duration
+	instance       string
+	mesh           *meshFlags
+}
+
+// inClusterNamespace is where a pod's namespace is mounted.
+const inClusterNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+func newController(g *globals) *cobra.Command {
+	f := &controllerFlags{}
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run in a Kubernetes cluster",
+		Long: `controller watches the cluster (from --kubeconfig, $KUBECONFIG or the in-cluster
+configuration) and keeps the mesh model up to date. Several replicas may run:
+each builds the model; with --leader-elect one elected leader reports findings
+as Events.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			ctrl.SetLogger(log)
+			klog.SetLogger(log)
+			opts, err := f.mesh.options()
+			if err != nil {
+				return err
+			}
+			if f.kubeconfig != "" {
+				if err := os.Setenv("KUBECONFIG", f.kubeconfig); err != nil {
+					return err
+				}
+			}
+			cfg, err := ctrl.GetConfig()
+			if err != nil {
+				return fmt.Errorf("no cluster configuration (use --kubeconfig, $KUBECONFIG or run in a pod): %w", err)
+			}
+			ns := f.leaseNamespace
+			if ns == "" {
+				ns = os.Getenv("POD_NAMESPACE")
+			}
+			if ns == "" {
+				if b, err := os.ReadFile(inClusterNamespace); err == nil {
+					ns = strings.TrimSpace(string(b))
+				}
+			}
+			if f.leaderElect && ns == "" {
+				return usageError{fmt.Errorf("--leader-election-namespace is required outside a pod")}
+			}
+			store := &modelStore{}
+			src, err := kube.New(kube.Options{
+				Config:                  cfg,
+				Build:                   func(s *snapshot.Snapshot) *mesh.Model { return translate.Build(s, opts) },
+				Publish:                 store.set,
+				Debounce:                f.debounce,
+				LeaderElection:          f.leaderElect,
+				LeaderElectionNamespace: ns,
+				LeaderElectionID:        f.leaseName,
+				Instance:                f.instance,
+				MetricsAddr:             f.metricsAddr,
+				HealthAddr:              f.healthAddr,
+				Log:                     log,
+			})
+			if err != nil {
+				return err
+			}
+			log.Info("starting controller", "mesh", opts.MeshName, "leaderElection", f.leaderElect)
+			return src.Start(cmd.Context())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: $KUBECONFIG, then in-cluster)")
+	fs.BoolVar(&f.leaderElect, "leader-elect", false, "elect one replica to write Events and status")
+	fs.StringVar(&f.leaseNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the pod's namespace)")
+	fs.StringVar(&f.leaseName, "leader-election-id", "meshward-leader", "name of the leader Lease")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables)")
+	fs.StringVar(&f.healthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (0 disables)")
+	fs.DurationVar(&f.debounce, "debounce", 100*time.Millisecond, "coalesce changes arriving within this interval into one rebuild")
+	fs.StringVar(&f.instance, "instance", "", "name of this replica in Events (default: the hostname)")
+	f.mesh = addMeshFlags(fs)
+	return cmd
+}

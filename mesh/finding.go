@@ -37,9 +37,9 @@ func (r ObjectRef) Compare(o ObjectRef) int {
 type Severity string
 
 const (
-	// SeverityWarning: the object is used, possibly partly.
+	// SeverityWarning means the object is used, possibly partly.
 	SeverityWarning Severity = "Warning"
-	// SeverityError: the object, or part of it, is ignored.
+	// SeverityError means the object, or part of it, is ignored.
 	SeverityError Severity = "Error"
 )
 

@@ -110,8 +110,10 @@ func generate(c genConfig) *snapshot.Snapshot {
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-routes"},
 				Spec: specsv1alpha4.HTTPRouteGroupSpec{Matches: []specsv1alpha4.HTTPMatch{
 					{Name: "read", Methods: []string{"GET", "HEAD"}, PathRegex: "/api/v1/items(/.*)?"},
-					{Name: "write", Methods: []string{"post", "PUT"}, PathRegex: "/api/v1/items/[0-9]+",
-						Headers: map[string]string{"Content-Type": "application/json.*", "X-Tenant": "[a-z]+"}},
+					{
+						Name: "write", Methods: []string{"post", "PUT"}, PathRegex: "/api/v1/items/[0-9]+",
+						Headers: map[string]string{"Content-Type": "application/json.*", "X-Tenant": "[a-z]+"},
+					},
 					{Name: "admin", PathRegex: "/" + name + "/admin/.*", Headers: map[string]string{"X-Admin": "true"}},
 				}},
 			})

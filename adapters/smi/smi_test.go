@@ -395,13 +395,15 @@ func TestValidateTrafficSplit(t *testing.T) {
 			want: []string{ReasonDuplicateBackend, ReasonInvalidWeight, ReasonInvalidWeight, ReasonMissingName},
 		},
 		"bad matches": {
-			spec: splitv1alpha4.TrafficSplitSpec{Service: "root", Backends: []splitv1alpha4.TrafficSplitBackend{b("v1", 1)},
+			spec: splitv1alpha4.TrafficSplitSpec{
+				Service: "root", Backends: []splitv1alpha4.TrafficSplitBackend{b("v1", 1)},
 				Matches: []corev1.TypedLocalObjectReference{
 					{Kind: "HTTPRouteGroup", Name: "ok"},
 					{Kind: "TCPRoute", Name: "t"},
 					{Kind: "HTTPRouteGroup", APIGroup: &other, Name: "g"},
 					{Kind: "HTTPRouteGroup"},
-				}},
+				},
+			},
 			want: []string{ReasonMissingName, ReasonUnsupportedKind, ReasonUnsupportedKind},
 		},
 	}

@@ -12,6 +12,7 @@ BIN           := $(CURDIR)/bin
 KUBE_VERSION  := v1.36.3
 GOLANGCI_VERSION := v2.15.0
 BENCHSTAT_VERSION := v0.0.0-20260908200009-22c9c6c9d4da
+CONTROLLER_TOOLS_VERSION := v0.23.0
 DEMO_DIR      ?= examples/bookstore
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -19,6 +20,8 @@ LDFLAGS := -X github.com/meshward/meshward/internal/version.Version=$(VERSION)
 
 KUBE_APISERVER := $(CACHE_DIR)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
 GOLANGCI_LINT  := $(CACHE_DIR)/golangci-lint-$(GOLANGCI_VERSION)/golangci-lint
+BENCHSTAT      := $(CACHE_DIR)/benchstat-$(BENCHSTAT_VERSION)/benchstat
+CONTROLLER_GEN := $(CACHE_DIR)/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
 
 export KUBEBUILDER_ASSETS := $(BIN)
 
@@ -39,16 +42,22 @@ demo: ## Run meshward on the embedded default (examples/bookstore), no cluster n
 	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/meshward serve --dir $(DEMO_DIR)
 
 .PHONY: test
-test: envtest ## Run every test (installs etcd and builds kube-apiserver on first use).
+test: envtest $(BIN)/nginx ## Run every test (installs etcd and nginx, builds kube-apiserver, on first use).
 	$(GO) test -count=1 ./...
 
+BENCH_COUNT ?= 6
+BENCH_PKGS  ?= ./...
+
 .PHONY: bench
-bench: ## Run the benchmarks and write bench/latest.txt.
+bench: $(BENCHSTAT) ## Run the benchmarks; raw results in bench/latest.txt, medians in bench/summary.txt.
 	@mkdir -p bench
-	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench/latest.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $(BENCH_PKGS) | tee bench/latest.txt
+	$(BENCHSTAT) bench/latest.txt | tee bench/summary.txt
 
 .PHONY: generate
-generate: ## Regenerate generated code and manifests.
+generate: $(CONTROLLER_GEN) ## Regenerate generated code and manifests.
+	$(CONTROLLER_GEN) object paths=./api/...
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=charts/meshward/crds
 	$(GO) generate ./...
 
 .PHONY: verify
@@ -88,9 +97,26 @@ $(BIN)/etcd:
 	@command -v etcd >/dev/null 2>&1 || hack/install-packages.sh etcd-server
 	ln -sf "$$(command -v etcd)" $@
 
+# nginx runs the auth_request end-to-end tests.
+$(BIN)/nginx:
+	@mkdir -p $(BIN)
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || hack/install-packages.sh nginx
+	ln -sf "$$(command -v nginx || echo /usr/sbin/nginx)" $@
+
+$(BENCHSTAT):
+	@mkdir -p $(dir $@)
+	GOBIN=$(dir $@) $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
+
 $(GOLANGCI_LINT):
 	@mkdir -p $(dir $@)
 	GOBIN=$(dir $@) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+
+# controller-gen writes the deepcopy functions of api/ and the CRDs generated
+# from its types into charts/meshward/crds (next to the hand-written SMI CRDs,
+# which it leaves alone).
+$(CONTROLLER_GEN):
+	@mkdir -p $(dir $@)
+	GOBIN=$(dir $@) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 
 .PHONY: clean
 clean: ## Remove bin/ (the per-user cache is kept).

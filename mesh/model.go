@@ -22,6 +22,9 @@ type Model struct {
 	Access []AccessRule `json:"access,omitempty"`
 	// Splits lists the traffic splits in force, one per root service.
 	Splits []Split `json:"splits,omitempty"`
+	// Ingress lists what may enter the mesh from ingress controllers, one
+	// entry per accepted IngressBackend, sorted by origin.
+	Ingress []IngressBackend `json:"ingress,omitempty"`
 	// Findings lists what was wrong with the input.
 	Findings []Finding `json:"findings,omitempty"`
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"sigs.k8s.io/yaml"
 
+	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -29,8 +30,9 @@ var ErrUnknownKind = errors.New("kind not read by meshward")
 // as kubectl does.
 const DefaultNamespace = "default"
 
-// NewScheme returns a scheme holding every type a Snapshot holds, plus the
-// SMI TrafficSplit v1alpha2 that Decode converts to v1alpha4.
+// NewScheme returns a scheme holding every type a Snapshot holds (core and
+// discovery objects, SMI, OSM IngressBackend), plus the SMI TrafficSplit
+// v1alpha2 that Decode converts to v1alpha4.
 func NewScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
@@ -41,6 +43,7 @@ func NewScheme() *runtime.Scheme {
 		splitv1alpha4.AddToScheme,
 		splitv1alpha2.AddToScheme,
 		addUDPRoute,
+		policyv1alpha1.AddToScheme,
 	} {
 		if err := add(s); err != nil {
 			panic(fmt.Sprintf("building scheme: %v", err))

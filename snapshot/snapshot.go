@@ -10,6 +10,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -27,6 +28,8 @@ type Snapshot struct {
 	TCPRoutes       []specsv1alpha4.TCPRoute
 	UDPRoutes       []specsv1alpha4.UDPRoute
 	TrafficSplits   []splitv1alpha4.TrafficSplit
+
+	IngressBackends []policyv1alpha1.IngressBackend
 
 	// Findings are problems found while decoding objects (for example a
 	// header list item with two keys); translators copy them to the model.
@@ -57,6 +60,8 @@ func (s *Snapshot) Add(obj runtime.Object) error {
 		s.UDPRoutes = append(s.UDPRoutes, *o)
 	case *splitv1alpha4.TrafficSplit:
 		s.TrafficSplits = append(s.TrafficSplits, *o)
+	case *policyv1alpha1.IngressBackend:
+		s.IngressBackends = append(s.IngressBackends, *o)
 	default:
 		return fmt.Errorf("snapshot holds no objects of type %T", obj)
 	}
@@ -68,5 +73,5 @@ func (s *Snapshot) Len() int {
 	return len(s.Namespaces) + len(s.ServiceAccounts) + len(s.Services) +
 		len(s.EndpointSlices) + len(s.Pods) + len(s.TrafficTargets) +
 		len(s.HTTPRouteGroups) + len(s.TCPRoutes) + len(s.UDPRoutes) +
-		len(s.TrafficSplits)
+		len(s.TrafficSplits) + len(s.IngressBackends)
 }

@@ -3,12 +3,18 @@
 package translate
 
 import (
+	"github.com/meshward/meshward/adapters/osm"
 	"github.com/meshward/meshward/adapters/smi"
 	"github.com/meshward/meshward/mesh"
 	"github.com/meshward/meshward/snapshot"
 )
 
-// Build translates a snapshot into the mesh model.
+// Build translates a snapshot into the mesh model: the SMI objects first
+// (namespaces, identities, services, access, splits), then the OSM
+// IngressBackends, which read the services. The findings of both are
+// sorted together.
 func Build(s *snapshot.Snapshot, opts mesh.Options) *mesh.Model {
-	return smi.Translate(s, opts)
+	m := smi.Translate(s, opts)
+	osm.Translate(s, m)
+	return m
 }

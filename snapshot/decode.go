@@ -63,14 +63,28 @@ func addUDPRoute(s *runtime.Scheme) error {
 type Decoder struct {
 	scheme  *runtime.Scheme
 	decoder runtime.Decoder
+	// readable holds the kinds a Snapshot holds (and TrafficSplit v1alpha2,
+	// converted); the scheme also knows kinds meshward does not read, such
+	// as ConfigMap.
+	readable map[schema.GroupVersionKind]bool
 }
 
 // NewDecoder returns a strict decoder over NewScheme.
 func NewDecoder() *Decoder {
 	s := NewScheme()
+	readable := map[schema.GroupVersionKind]bool{
+		splitv1alpha2.SchemeGroupVersion.WithKind("TrafficSplit"): true,
+	}
+	for gvk := range s.AllKnownTypes() {
+		obj, err := s.New(gvk)
+		if err == nil && (&Snapshot{}).Add(obj) == nil {
+			readable[gvk] = true
+		}
+	}
 	return &Decoder{
-		scheme:  s,
-		decoder: serializer.NewCodecFactory(s, serializer.EnableStrict).UniversalDeserializer(),
+		scheme:   s,
+		decoder:  serializer.NewCodecFactory(s, serializer.EnableStrict).UniversalDeserializer(),
+		readable: readable,
 	}
 }
 
@@ -102,7 +116,7 @@ func (d *Decoder) Decode(data []byte) (runtime.Object, []mesh.Finding, error) {
 		return nil, nil, fmt.Errorf("apiVersion %q: %w", apiVersion, err)
 	}
 	gvk := gv.WithKind(kind)
-	if !d.scheme.Recognizes(gvk) {
+	if !d.readable[gvk] {
 		return nil, nil, fmt.Errorf("%s %s: %w", apiVersion, kind, ErrUnknownKind)
 	}
 	ref := refOf(raw, kind)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
 	"github.com/meshward/meshward/adapters/kube"
 	"github.com/meshward/meshward/adapters/translate"
 	"github.com/meshward/meshward/internal/testenv"
@@ -370,4 +372,39 @@ func TestOnlyTheLeaderWritesEvents(t *testing.T) {
 	}
 	create(t, c, trafficTarget("bookbuyer", "misplaced-2", "bookstore", "bookbuyer"))
 	testenv.Eventually(t, wait, eventFrom(t, c, "bookbuyer", "misplaced-2", "WrongNamespace", "replica-b"))
+}
+
+func ingressBackend(name, backend string) *unstructured.Unstructured {
+	return obj("policy.openservicemesh.io/v1alpha1", "IngressBackend", "bookstore", name, map[string]any{
+		"backends": []any{map[string]any{"name": backend, "port": map[string]any{"number": int64(14001), "protocol": "http"}}},
+		"sources":  []any{map[string]any{"kind": "IPRange", "name": "10.2.0.0/16"}},
+	})
+}
+
+func TestIngressBackendStatus(t *testing.T) {
+	env := testenv.Start(t)
+	c := env.Client
+	create(t, c, meshNamespace("bookstore"), service("bookstore", "bookstore", 14001))
+	_, model, _ := runSource(t, env, nil)
+	create(t, c, ingressBackend("good", "bookstore"), ingressBackend("bad", "no-such-service"))
+
+	status := func(name string) (string, string) {
+		var ib policyv1alpha1.IngressBackend
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: "bookstore", Name: name}, &ib); err != nil {
+			t.Fatal(err)
+		}
+		return string(ib.Status.CurrentStatus), ib.Status.Reason
+	}
+	testenv.Eventually(t, wait, func() error {
+		if s, r := status("good"); s != "committed" {
+			return fmt.Errorf("good: status %q (%s)", s, r)
+		}
+		if s, r := status("bad"); s != "error" || !strings.Contains(r, "backend") {
+			return fmt.Errorf("bad: status %q (%s)", s, r)
+		}
+		return nil
+	})
+	if m := model(); m == nil || len(m.Ingress) != 1 || m.Ingress[0].Origin.Name != "good" {
+		t.Fatalf("model ingress %+v", model().Ingress)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
 	"github.com/meshward/meshward/mesh"
 	"github.com/meshward/meshward/snapshot"
 )
@@ -20,7 +21,12 @@ func (s *Source) rebuild(ctx context.Context) (*build, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &build{model: s.opts.Build(snap), refs: refs}, nil
+	b := &build{model: s.opts.Build(snap), refs: refs, ingressStatus: map[mesh.ObjectRef]policyv1alpha1.IngressBackendStatus{}}
+	for i := range snap.IngressBackends {
+		ib := &snap.IngressBackends[i]
+		b.ingressStatus[mesh.ObjectRef{Kind: "IngressBackend", Namespace: ib.Namespace, Name: ib.Name}] = ib.Status
+	}
+	return b, nil
 }
 
 // list reads a snapshot from the informer cache, with an object reference

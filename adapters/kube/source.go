@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
 	"github.com/meshward/meshward/mesh"
 	"github.com/meshward/meshward/snapshot"
 )
@@ -73,13 +74,14 @@ type Options struct {
 // EventInstanceAnnotation names the replica that wrote an Event.
 const EventInstanceAnnotation = "meshward.io/instance"
 
-// smiKinds are the SMI kinds watched as unstructured objects.
-var smiKinds = []schema.GroupVersionKind{
+// crdKinds are the custom kinds watched as unstructured objects.
+var crdKinds = []schema.GroupVersionKind{
 	{Group: "access.smi-spec.io", Version: "v1alpha3", Kind: "TrafficTarget"},
 	{Group: "specs.smi-spec.io", Version: "v1alpha4", Kind: "HTTPRouteGroup"},
 	{Group: "specs.smi-spec.io", Version: "v1alpha4", Kind: "TCPRoute"},
 	{Group: "specs.smi-spec.io", Version: "v1alpha4", Kind: "UDPRoute"},
 	{Group: "split.smi-spec.io", Version: "v1alpha4", Kind: "TrafficSplit"},
+	{Group: "policy.openservicemesh.io", Version: "v1alpha1", Kind: "IngressBackend"},
 }
 
 // Source watches the cluster and keeps a mesh model.
@@ -99,10 +101,12 @@ type Source struct {
 	rebuilds atomic.Int64
 }
 
-// build is one rebuild's result with what the status writer needs.
+// build is one rebuild's result with what the leader's writer needs.
 type build struct {
 	model *mesh.Model
 	refs  map[mesh.ObjectRef]corev1.ObjectReference
+	// ingressStatus is the status each IngressBackend has in the cluster.
+	ingressStatus map[mesh.ObjectRef]policyv1alpha1.IngressBackendStatus
 }
 
 // New creates the manager and its watches. Call Start to run it.
@@ -172,7 +176,8 @@ func New(opts Options) (*Source, error) {
 	if err := mgr.Add(everyReplica(s.runBuilder)); err != nil {
 		return nil, err
 	}
-	w := &eventWriter{
+	w := &leaderWriter{
+		client:   mgr.GetClient(),
 		recorder: mgr.GetEventRecorder("meshward"),
 		instance: opts.Instance,
 		builds:   s.builds,
@@ -266,7 +271,7 @@ func (s *Source) watch(ctx context.Context) error {
 		}
 	}
 	var watched, missing []schema.GroupVersionKind
-	for _, gvk := range smiKinds {
+	for _, gvk := range crdKinds {
 		if _, err := s.mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
 			if meta.IsNoMatchError(err) {
 				s.log.Info("CRD not installed; this kind is not watched (install the chart's CRDs and restart)", "kind", gvk.Kind, "apiVersion", gvk.GroupVersion().String())

@@ -20,9 +20,9 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
 	"github.com/meshward/meshward/adapters/kube"
 	"github.com/meshward/meshward/adapters/translate"
+	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
 	"github.com/meshward/meshward/internal/testenv"
 	"github.com/meshward/meshward/mesh"
 	"github.com/meshward/meshward/snapshot"
@@ -393,7 +393,7 @@ func TestIngressBackendStatus(t *testing.T) {
 		if err := c.Get(context.Background(), client.ObjectKey{Namespace: "bookstore", Name: name}, &ib); err != nil {
 			t.Fatal(err)
 		}
-		return string(ib.Status.CurrentStatus), ib.Status.Reason
+		return ib.Status.CurrentStatus, ib.Status.Reason
 	}
 	testenv.Eventually(t, wait, func() error {
 		if s, r := status("good"); s != "committed" {

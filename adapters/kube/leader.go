@@ -11,8 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
-	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
 	"github.com/meshward/meshward/adapters/osm"
+	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
 	"github.com/meshward/meshward/mesh"
 )
 

@@ -66,6 +66,7 @@ verify: ## Check formatting, go.mod tidiness and that generated files are curren
 	$(GO) mod tidy -diff
 	$(MAKE) generate
 	@git diff --exit-code -- . ':!go.sum' || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- api charts)" || { echo "generated files are not committed:"; git status --porcelain --untracked-files=all -- api charts; exit 1; }
 	$(GO) vet ./...
 
 .PHONY: lint

@@ -93,6 +93,7 @@ or in a cluster (meshward controller).`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(newServe(g), newController(g), newVersion())
+	root.AddCommand(newCheck(g))
 	return root
 }
 

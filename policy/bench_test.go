@@ -1,0 +1,181 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/meshward/meshward/mesh"
+)
+
+// generated returns a model with n TrafficTargets: target i lets
+// client-i/client call app-i/app for GET /api/v1 and one more match, and
+// open TCP port 8080.
+func generated(n int) *mesh.Model {
+	m := &mesh.Model{Options: mesh.DefaultOptions()}
+	for i := range n {
+		ns := fmt.Sprintf("app-%d", i)
+		client := id(fmt.Sprintf("client-%d", i), "client")
+		app := id(ns, "app")
+		m.Identities = append(m.Identities, app, client)
+		group := ref("HTTPRouteGroup", ns, "routes")
+		m.Access = append(m.Access, mesh.AccessRule{
+			Origin:      ref("TrafficTarget", ns, "client-access"),
+			Destination: app,
+			Sources:     []mesh.Identity{client},
+			HTTP: []mesh.HTTPMatch{
+				{Group: group, Name: "read", Methods: []string{"GET"}, PathRegex: "/api/v1/.*"},
+				{
+					Group: group, Name: "write", Methods: []string{"POST", "PUT"}, PathRegex: "/api/v1/items",
+					Headers: []mesh.HeaderMatch{{Name: "x-client", Regex: "client-.*"}},
+				},
+			},
+			TCP: []mesh.PortMatch{{Route: ref("TCPRoute", ns, "tcp"), Name: "port", Ports: []int32{8080}}},
+		})
+	}
+	return m
+}
+
+func benchEngine(b *testing.B, n int) *Engine {
+	b.Helper()
+	ctx := context.Background()
+	e, err := New(ctx, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.Update(ctx, generated(n)); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+func benchRequest(i int) Request {
+	return Request{
+		Source:      fmt.Sprintf("spiffe://cluster.local/ns/client-%d/sa/client", i),
+		Destination: fmt.Sprintf("spiffe://cluster.local/ns/app-%d/sa/app", i),
+		Port:        8080,
+		Method:      "GET",
+		Path:        "/api/v1/books?limit=10",
+		Host:        fmt.Sprintf("app.app-%d:8080", i),
+		Headers:     map[string]string{"user-agent": "bench/1.0", "x-request-id": "42"},
+	}
+}
+
+// BenchmarkDecide measures one in-process HTTP decision (input building,
+// evaluation and explanation) at 10, 1,000 and 10,000 TrafficTargets. The
+// targets on a 2-core machine are at most 25 µs and 150 allocations per
+// decision, flat within 1.5x from 10 to 10,000 targets.
+//
+// The baseline is OPA's floor: a prepared query that reads nothing
+// ("x = true") evaluated with an already-built input in its own read
+// transaction, measured in the same run so the ratio stays meaningful on a
+// noisy machine.
+func BenchmarkDecide(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("targets=%d", n), func(b *testing.B) {
+			e := benchEngine(b, n)
+			r := benchRequest(n / 2)
+			ctx := context.Background()
+			if d, err := e.DecideRequest(ctx, r); err != nil || !d.Allowed {
+				b.Fatalf("decision %+v, %v; want allowed", d, err)
+			}
+			b.Run("impl=decide", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if d, err := e.DecideRequest(ctx, r); err != nil || !d.Allowed {
+						b.Fatal("denied")
+					}
+				}
+			})
+			b.Run("impl=baseline-opa-floor", func(b *testing.B) { opaFloor(b, e, r) })
+		})
+	}
+}
+
+// BenchmarkDecideDenied measures a denied decision (an unlisted caller),
+// which also evaluates the explanation, at 1,000 TrafficTargets.
+func BenchmarkDecideDenied(b *testing.B) {
+	e := benchEngine(b, 1000)
+	r := benchRequest(1)
+	r.Destination = "spiffe://cluster.local/ns/app-2/sa/app"
+	ctx := context.Background()
+	b.Run("impl=decide", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if d, _ := e.DecideRequest(ctx, r); d.Allowed {
+				b.Fatal("allowed")
+			}
+		}
+	})
+	b.Run("impl=baseline-opa-floor", func(b *testing.B) { opaFloor(b, e, r) })
+}
+
+// opaFloor evaluates "x = true" with the input of r, as the baseline.
+func opaFloor(b *testing.B, e *Engine, r Request) {
+	ctx := context.Background()
+	in, err := e.Input(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pq, err := rego.New(rego.Query("x = true"), rego.Store(e.store)).PrepareForEval(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		txn, err := e.store.NewTransaction(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, err = pq.Eval(ctx, rego.EvalParsedInput(in), rego.EvalTransaction(txn),
+			rego.EvalExternalCancel(neverCancel{}), rego.EvalMetrics(noMetrics))
+		e.store.Abort(ctx, txn)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkInput measures building the input document alone, a part of
+// every decision.
+func BenchmarkInput(b *testing.B) {
+	e := benchEngine(b, 10)
+	r := benchRequest(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Input(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDataMemory reports the heap that the policy data of 10,000
+// TrafficTargets (20,000 identities) keeps once written to the engine's
+// store, with the engine's identity index: the live heap after Update
+// minus the live heap before it. The target is at most 50 MiB.
+func BenchmarkDataMemory(b *testing.B) {
+	const n = 10000
+	m := generated(n)
+	ctx := context.Background()
+	var heap float64
+	for b.Loop() {
+		e, err := New(ctx, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		if err := e.Update(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		heap = float64(after.HeapAlloc) - float64(before.HeapAlloc)
+		runtime.KeepAlive(e)
+	}
+	b.ReportMetric(heap/(1<<20), "MiB/10k-targets")
+}

@@ -1,0 +1,455 @@
+package policy
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// Decision is the answer to one request.
+type Decision struct {
+	// ID identifies the decision in logs; unique per decision.
+	ID string `json:"id"`
+	// Allowed is what to enforce.
+	Allowed bool `json:"allowed"`
+	// Reason says why, naming the objects involved.
+	Reason string `json:"reason"`
+	// Matched names the rules that allowed the request, e.g.
+	// "TrafficTarget ns/t: HTTPRouteGroup ns/g match m".
+	Matched []string `json:"matched"`
+	// DryRun is true when the engine runs in dry-run mode; Allowed is
+	// then always true and Reason tells the real decision.
+	DryRun bool `json:"dryRun,omitempty"`
+
+	// The fields of an object result, as opa-envoy-plugin reads them.
+	HTTPStatus             int                 `json:"http_status,omitempty"`
+	Headers                map[string][]string `json:"headers,omitempty"`
+	ResponseHeadersToAdd   map[string][]string `json:"response_headers_to_add,omitempty"`
+	RequestHeadersToRemove []string            `json:"request_headers_to_remove,omitempty"`
+	Body                   string              `json:"body,omitempty"`
+	DynamicMetadata        map[string]any      `json:"dynamic_metadata,omitempty"`
+}
+
+// newID returns 16 random bytes in hex. Identifiers need to be unique, not
+// secret: the runtime's per-thread generator is enough and never blocks.
+func newID() string {
+	var b [16]byte
+	lo, hi := rand.Uint64(), rand.Uint64()
+	for i := range 8 {
+		b[i] = byte(lo >> (8 * i))
+		b[8+i] = byte(hi >> (8 * i))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// DecideRequest builds the input of a request and decides it. A request
+// that cannot be checked (a path that fails normalisation) is denied with
+// the problem as reason, and no error: it is the client's mistake.
+func (e *Engine) DecideRequest(ctx context.Context, r Request) (Decision, error) {
+	in, err := e.Input(r)
+	if err != nil {
+		d := Decision{ID: newID(), Reason: err.Error()}
+		return e.finish(d), nil
+	}
+	return e.Decide(ctx, in)
+}
+
+// Input builds the input document of a request (see docs/policy.md). The
+// error wraps ErrInvalidRequest.
+func (e *Engine) Input(r Request) (ast.Value, error) {
+	return buildInput(e.model.Load(), &e.ports, r)
+}
+
+// Decide evaluates the decision path for an input document, with the
+// built-in decision to explain it. The Decision is always usable: when no
+// decision can be made it denies (allows when the mesh option FailOpen is
+// set) and the error says why, wrapping ErrUndefinedDecision,
+// ErrInvalidDecision or ErrEvaluation.
+func (e *Engine) Decide(ctx context.Context, input ast.Value) (Decision, error) {
+	d := Decision{ID: newID()}
+	p := e.policy.Load()
+
+	txn, err := e.store.NewTransaction(ctx)
+	if err != nil {
+		return e.failed(d, fmt.Errorf("%w: %w", ErrEvaluation, err))
+	}
+	defer e.store.Abort(ctx, txn)
+
+	var cancel topdown.Cancel = neverCancel{}
+	if ctx.Done() != nil {
+		// Cancel the evaluation with the context, without the goroutine
+		// per evaluation that OPA starts otherwise.
+		c := topdown.NewCancel()
+		stop := context.AfterFunc(ctx, c.Cancel)
+		defer stop()
+		cancel = c
+	}
+	opts := [...]rego.EvalOption{
+		rego.EvalParsedInput(input),
+		rego.EvalTransaction(txn),
+		rego.EvalGenerateJSON(keepAST),
+		rego.EvalExternalCancel(cancel),
+		rego.EvalMetrics(noMetrics),
+	}
+	rs, err := p.decide.Eval(ctx, opts[:]...)
+	switch {
+	case err != nil:
+		return e.failed(d, fmt.Errorf("%w: %w", ErrEvaluation, err))
+	case len(rs) == 0:
+		return e.failed(d, fmt.Errorf("%w: %s has no value for this input", ErrUndefinedDecision, e.opts.DecisionPath))
+	case len(rs) > 1:
+		return e.failed(d, fmt.Errorf("%w: %s has %d values", ErrInvalidDecision, e.opts.DecisionPath, len(rs)))
+	}
+	b := rs[0].Bindings
+	result, _ := b["result"].(ast.Value)
+	if err := e.readResult(&d, result); err != nil {
+		return e.failed(d, err)
+	}
+	if matched, _ := b["matched"].(ast.Set); d.Allowed && d.Reason == "" {
+		// The common case: SMI access allows (a rule matches, or the mesh
+		// is permissive and knows both identities) and so does the
+		// decision. The reason is the built-in one, without evaluating it.
+		src, dst := inputString(input, "source"), inputString(input, "destination")
+		if matched != nil && matched.Len() > 0 {
+			d.Matched = setStrings(matched)
+			d.Reason = src + " may call " + dst + ": " + strings.Join(d.Matched, "; ")
+			return e.finish(d), nil
+		}
+		if m := e.model.Load(); m.opts.Permissive && src != "" && dst != "" {
+			d.Reason = "permissive mode allows " + src + " to call " + dst + ": every pair of identities in the mesh is allowed"
+			return e.finish(d), nil
+		}
+	}
+	rs, err = p.explain.Eval(ctx, opts[:]...)
+	if err != nil || len(rs) != 1 {
+		// The decision stands; only its explanation is missing.
+		d.Reason = cmp.Or(d.Reason, fmt.Sprintf("decided by the policy at %s (no explanation: %v)", e.opts.DecisionPath, err))
+		return e.finish(d), nil
+	}
+	explain, _ := rs[0].Bindings["explain"].(ast.Value)
+	e.explainDecision(&d, explain)
+	return e.finish(d), nil
+}
+
+// noMetrics keeps OPA from allocating metrics for every evaluation.
+var noMetrics = metrics.NoOp()
+
+// inputString returns input.meshward[key] as a string.
+func inputString(input ast.Value, key string) string {
+	o, _ := input.(ast.Object)
+	if o == nil {
+		return ""
+	}
+	mw := o.Get(keyMeshward)
+	if mw == nil {
+		return ""
+	}
+	mo, _ := mw.Value.(ast.Object)
+	if mo == nil {
+		return ""
+	}
+	return termString(mo.Get(ast.InternedTerm(key)))
+}
+
+// setStrings returns the strings of a set, sorted.
+func setStrings(s ast.Set) []string {
+	if s == nil || s.Len() == 0 {
+		return []string{}
+	}
+	out := make([]string, 0, s.Len())
+	s.Foreach(func(t *ast.Term) {
+		if v, ok := t.Value.(ast.String); ok {
+			out = append(out, string(v))
+		}
+	})
+	slices.Sort(out)
+	return out
+}
+
+// keepAST leaves query results as AST values: the engine reads them
+// directly instead of converting them to Go values first.
+func keepAST(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }
+
+// neverCancel is the cancellation of an evaluation whose context cannot be
+// cancelled.
+type neverCancel struct{}
+
+func (neverCancel) Cancel()         {}
+func (neverCancel) Cancelled() bool { return false }
+
+// failed makes the decision for an error: deny, or allow when the mesh
+// fails open.
+func (e *Engine) failed(d Decision, err error) (Decision, error) {
+	failOpen := false
+	if m := e.model.Load(); m != nil {
+		failOpen = m.opts.FailOpen
+	}
+	d = Decision{ID: d.ID}
+	d.Allowed = failOpen
+	if failOpen {
+		d.Reason = "no decision, allowed because the mesh fails open: " + err.Error()
+	} else {
+		d.Reason = "no decision, denied because the mesh fails closed: " + err.Error()
+	}
+	return e.finish(d), err
+}
+
+// finish applies dry-run mode and logs what dry-run changes.
+func (e *Engine) finish(d Decision) Decision {
+	if d.Matched == nil {
+		d.Matched = []string{}
+	}
+	if !e.opts.DryRun {
+		return d
+	}
+	d.DryRun = true
+	e.opts.Log.Info("dry-run decision", "id", d.ID, "allowed", d.Allowed, "reason", d.Reason)
+	if !d.Allowed {
+		d.Allowed = true
+		d.Reason = "dry run, allowed although the policy denies: " + d.Reason
+	}
+	return d
+}
+
+// readResult reads the decision rule's value: a boolean, or an object with
+// a boolean "allowed" and the optional fields of opa-envoy-plugin.
+func (e *Engine) readResult(d *Decision, v ast.Value) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalidDecision, e.opts.DecisionPath, fmt.Sprintf(format, args...))
+	}
+	switch v := v.(type) {
+	case ast.Boolean:
+		d.Allowed = bool(v)
+		return nil
+	case ast.Object:
+		return readObject(d, v, bad)
+	case nil:
+		return fmt.Errorf("%w: %s has no value", ErrUndefinedDecision, e.opts.DecisionPath)
+	default:
+		return bad("the value is %s", ast.ValueName(v))
+	}
+}
+
+// readObject reads an object result.
+func readObject(d *Decision, o ast.Object, bad func(string, ...any) error) error {
+	at := o.Get(ast.InternedTerm("allowed"))
+	if at == nil {
+		return bad("the object has no \"allowed\" field")
+	}
+	allowed, ok := at.Value.(ast.Boolean)
+	if !ok {
+		return bad("\"allowed\" is %s, not a boolean", ast.ValueName(at.Value))
+	}
+	d.Allowed = bool(allowed)
+	var err error
+	o.Foreach(func(k, v *ast.Term) {
+		key, _ := k.Value.(ast.String)
+		if err != nil {
+			return
+		}
+		switch string(key) {
+		case "headers":
+			d.Headers, err = headerMap(v.Value)
+		case "response_headers_to_add":
+			d.ResponseHeadersToAdd, err = headerMap(v.Value)
+		case "request_headers_to_remove":
+			d.RequestHeadersToRemove, err = stringList(v.Value)
+		case "body":
+			s, ok := v.Value.(ast.String)
+			if !ok {
+				err = fmt.Errorf("body is %s, not a string", ast.ValueName(v.Value))
+			}
+			d.Body = string(s)
+		case "http_status":
+			n, ok := v.Value.(ast.Number)
+			code, isInt := n.Int()
+			if !ok || !isInt || http.StatusText(code) == "" {
+				err = fmt.Errorf("http_status %v is not an HTTP status code", v)
+			}
+			d.HTTPStatus = code
+		case "dynamic_metadata":
+			var x any
+			if x, err = ast.JSON(v.Value); err == nil {
+				m, ok := x.(map[string]any)
+				if !ok {
+					err = fmt.Errorf("dynamic_metadata is %s, not an object", ast.ValueName(v.Value))
+				}
+				d.DynamicMetadata = m
+			}
+		case "reason":
+			if s, ok := v.Value.(ast.String); ok {
+				d.Reason = string(s)
+			}
+		}
+	})
+	if err != nil {
+		return bad("%v", err)
+	}
+	return nil
+}
+
+// headerMap reads headers as opa-envoy-plugin does: an object of strings
+// or arrays of strings, or an array of such objects.
+func headerMap(v ast.Value) (map[string][]string, error) {
+	out := map[string][]string{}
+	add := func(v ast.Value) error {
+		o, ok := v.(ast.Object)
+		if !ok {
+			return fmt.Errorf("headers are %s, not an object", ast.ValueName(v))
+		}
+		var err error
+		o.Foreach(func(k, val *ast.Term) {
+			name, ok := k.Value.(ast.String)
+			if !ok || err != nil {
+				err = cmpErr(err, fmt.Errorf("header name %v is not a string", k))
+				return
+			}
+			switch x := val.Value.(type) {
+			case ast.String:
+				out[string(name)] = append(out[string(name)], string(x))
+			case *ast.Array:
+				vals, e := stringList(x)
+				err = cmpErr(err, e)
+				out[string(name)] = append(out[string(name)], vals...)
+			default:
+				err = cmpErr(err, fmt.Errorf("header %s is %s, not a string", name, ast.ValueName(x)))
+			}
+		})
+		return err
+	}
+	if a, ok := v.(*ast.Array); ok {
+		var err error
+		a.Foreach(func(t *ast.Term) { err = cmpErr(err, add(t.Value)) })
+		return out, err
+	}
+	return out, add(v)
+}
+
+func cmpErr(first, next error) error {
+	if first != nil {
+		return first
+	}
+	return next
+}
+
+func stringList(v ast.Value) ([]string, error) {
+	var out []string
+	var err error
+	each := func(t *ast.Term) {
+		s, ok := t.Value.(ast.String)
+		if !ok {
+			err = cmpErr(err, fmt.Errorf("%v is not a string", t))
+			return
+		}
+		out = append(out, string(s))
+	}
+	switch x := v.(type) {
+	case *ast.Array:
+		x.Foreach(each)
+	case ast.Set:
+		x.Foreach(each)
+	default:
+		return nil, fmt.Errorf("%s is not an array of strings", ast.ValueName(v))
+	}
+	return out, err
+}
+
+// explainDecision sets the reason and matched rules from the built-in
+// explanation, telling how user policy changed the built-in decision.
+func (e *Engine) explainDecision(d *Decision, v ast.Value) {
+	o, _ := v.(ast.Object)
+	if o == nil {
+		if d.Reason == "" {
+			d.Reason = "decided by the policy at " + e.opts.DecisionPath
+		}
+		return
+	}
+	builtinAllowed := termBool(o.Get(ast.InternedTerm("allowed")))
+	reason := termString(o.Get(ast.InternedTerm("reason")))
+	userReason := d.Reason
+	var denies []string
+	if t := o.Get(ast.InternedTerm("user_denies")); t != nil {
+		denies, _ = stringListAny(t.Value)
+	}
+	userAllowed := termBool(o.Get(ast.InternedTerm("user_allowed")))
+
+	switch {
+	case !d.Allowed && len(denies) > 0:
+		d.Reason = "denied by data.meshward.ext.deny: " + strings.Join(denies, "; ")
+	case d.Allowed && builtinAllowed:
+		d.Reason = reason
+		if t := o.Get(ast.InternedTerm("matched")); t != nil {
+			s, _ := t.Value.(ast.Set)
+			d.Matched = setStrings(s)
+		}
+	case d.Allowed && userAllowed:
+		d.Reason = "allowed by data.meshward.ext.allow; SMI access alone denies: " + reason
+		d.Matched = []string{"data.meshward.ext.allow"}
+	case d.Allowed:
+		d.Reason = "allowed by the policy at " + e.opts.DecisionPath + "; SMI access alone denies: " + reason
+		d.Matched = []string{"policy " + e.opts.DecisionPath}
+	case builtinAllowed:
+		d.Reason = "denied by the policy at " + e.opts.DecisionPath + " although SMI access allows it: " + reason
+	default:
+		d.Reason = reason
+	}
+	if userReason != "" {
+		d.Reason = userReason + " (" + d.Reason + ")"
+	}
+}
+
+func termBool(t *ast.Term) bool {
+	if t == nil {
+		return false
+	}
+	b, _ := t.Value.(ast.Boolean)
+	return bool(b)
+}
+
+func termString(t *ast.Term) string {
+	if t == nil {
+		return ""
+	}
+	s, _ := t.Value.(ast.String)
+	return string(s)
+}
+
+// stringListAny reads an array or set; values that are not strings are
+// rendered as JSON (user deny reasons may be objects).
+func stringListAny(v ast.Value) ([]string, error) {
+	var out []string
+	each := func(t *ast.Term) {
+		if s, ok := t.Value.(ast.String); ok {
+			out = append(out, string(s))
+			return
+		}
+		x, err := ast.JSON(t.Value)
+		if err != nil {
+			out = append(out, t.String())
+			return
+		}
+		b, _ := json.Marshal(x)
+		out = append(out, string(b))
+	}
+	switch x := v.(type) {
+	case *ast.Array:
+		x.Foreach(each)
+	case ast.Set:
+		x.Foreach(each)
+	default:
+		return nil, errors.New("not a collection")
+	}
+	return out, nil
+}

@@ -1,0 +1,88 @@
+# SMI Traffic Access explanations.
+#
+# Why meshward's built-in access decision allows or denies a request:
+# decision is {allowed, reason, matched}, where matched names the
+# TrafficTarget rules that allow the request and reason says in one
+# sentence why it is allowed or denied. meshward evaluates these only when
+# a decision needs more explaining than the matched rules.
+package meshward.authz
+
+decision := {
+	"allowed": allow,
+	"reason": reason,
+	"matched": sort(matched),
+}
+
+# The caller's and callee's identities ("namespace/name"), when the mesh
+# knows them.
+source := input.meshward.source
+
+destination := input.meshward.destination
+
+reason := no_identity("source") if {
+	not source
+} else := no_identity("destination") if {
+	not destination
+} else := sprintf("%s may call %s: %s", [source, destination, concat("; ", sort(matched))]) if {
+	count(matched) > 0
+} else := sprintf("permissive mode allows %s to call %s: every pair of identities in the mesh is allowed", [source, destination]) if {
+	permissive
+} else := sprintf("no TrafficTarget allows %s to call %s", [source, destination]) if {
+	not data.meshward.access[destination][source]
+} else := denied_reason
+
+no_identity(side) := sprintf("the request has no %s principal (no mesh identity)", [side]) if {
+	object.get(input, ["attributes", side, "principal"], "") == ""
+} else := sprintf("%s principal %q is not in the mesh", [side, input.attributes[side].principal])
+
+rules := data.meshward.access[destination][source]
+
+# origins lists the TrafficTargets that name this caller and callee.
+origins := concat(", ", {r.origin | some r in rules})
+
+has(kind) if {
+	some r in rules
+	count(r[kind]) > 0
+}
+
+has_l4 if has("tcp")
+
+has_l4 if has("udp")
+
+protocol := input.meshward.protocol
+
+port_text := sprintf("%v", [input.meshward.port]) if {
+	input.meshward.port
+} else := "(none given)"
+
+method_text := m if {
+	m := input.attributes.request.http.method
+} else := "(no method)"
+
+denied_reason := sprintf("HTTP rules do not allow TCP: %s allows %s to call %s over HTTP only; TCP needs a TCPRoute rule", [origins, source, destination]) if {
+	protocol == "tcp"
+	not has("tcp")
+	has("http")
+} else := sprintf("no TCPRoute rule of %s allows %s to connect to %s", [origins, source, destination]) if {
+	protocol == "tcp"
+	not has("tcp")
+} else := sprintf("no TCPRoute of %s allows port %s", [origins, port_text]) if {
+	protocol == "tcp"
+} else := sprintf("no UDPRoute rule of %s allows %s to reach %s", [origins, source, destination]) if {
+	protocol == "udp"
+	not has("udp")
+} else := sprintf("no UDPRoute of %s allows port %s", [origins, port_text]) if {
+	protocol == "udp"
+} else := sprintf("TCP rules do not allow HTTP requests: %s allows %s to call %s over TCP only; HTTP needs an HTTPRouteGroup rule", [origins, source, destination]) if {
+	protocol == "http"
+	not has("http")
+	has_l4
+} else := sprintf("no HTTPRouteGroup rule of %s allows HTTP from %s to %s", [origins, source, destination]) if {
+	protocol == "http"
+	not has("http")
+} else := "the request has no normalised path (input.meshward.path)" if {
+	protocol == "http"
+	not input.meshward.path
+} else := sprintf("no HTTPRouteGroup match of %s allows %s %s", [origins, method_text, input.meshward.path]) if {
+	protocol == "http"
+} else := sprintf("protocol %q is not http, tcp or udp", [object.get(input, ["meshward", "protocol"], "")])

@@ -47,6 +47,7 @@ func Data(m *mesh.Model) map[string]any {
 		},
 		"identities": identityDoc(m),
 		"access":     accessDoc(m),
+		"ingress":    ingressDoc(m),
 	}
 }
 

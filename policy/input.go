@@ -44,6 +44,9 @@ type Request struct {
 	Method, Path, Host string
 	// Headers are the request headers; names in any case.
 	Headers map[string]string
+	// Ingress, when set, makes this an ingress request: checked against
+	// IngressBackends; Source and Destination are then not used.
+	Ingress *Ingress
 }
 
 // Keys and constant values of the input document, built once and shared
@@ -122,13 +125,20 @@ func buildInput(x *identityIndex, ports *portCache, r Request) (ast.Value, error
 	if dstID != nil {
 		mw = append(mw, [2]*ast.Term{keyDestination, dstID.name})
 	}
+	if r.Ingress != nil {
+		mw = append(mw, [2]*ast.Term{keyIngress, ingressTerm(r.Ingress)})
+	}
 	if port != nil {
 		mw = append(mw, [2]*ast.Term{keyPort, port.number})
 	}
 
 	attrs := make([][2]*ast.Term, 0, 3)
-	if srcP != nil {
+	switch {
+	case srcP != nil:
 		attrs = append(attrs, [2]*ast.Term{keySource, ast.ObjectTerm([2]*ast.Term{keyPrincipal, srcP})})
+	case r.Ingress != nil && r.Ingress.Address != "":
+		attrs = append(attrs, [2]*ast.Term{keySource, ast.ObjectTerm([2]*ast.Term{keyAddress, ast.ObjectTerm(
+			[2]*ast.Term{keySocketAddress, ast.ObjectTerm([2]*ast.Term{keyAddress, ast.StringTerm(r.Ingress.Address)})})})})
 	}
 	dst := make([][2]*ast.Term, 0, 2)
 	if dstP != nil {

@@ -19,7 +19,9 @@ source := input.meshward.source
 
 destination := input.meshward.destination
 
-reason := no_identity("source") if {
+reason := ingress_reason if {
+	input.meshward.ingress
+} else := no_identity("source") if {
 	not source
 } else := no_identity("destination") if {
 	not destination

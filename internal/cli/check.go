@@ -165,11 +165,7 @@ func runCheck(cmd *cobra.Command, g *globals, f *checkFlags) error {
 	if err != nil {
 		return err
 	}
-	modules := make(map[string]string, len(res.Policies))
-	for _, p := range res.Policies {
-		modules[p.Path] = string(p.Source)
-	}
-	if err := engine.SetUserModules(ctx, modules); err != nil {
+	if err := engine.SetUserModules(ctx, policyModules(res)); err != nil {
 		return usageError{fmt.Errorf("policies in %s: %w", f.dir, err)}
 	}
 	if err := engine.Update(ctx, m); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/meshward/meshward/adapters/files"
@@ -21,6 +22,7 @@ type serveFlags struct {
 	once     bool
 	debounce time.Duration
 	mesh     *meshFlags
+	servers  *serverFlags
 }
 
 func newServe(g *globals) *cobra.Command {
@@ -60,11 +62,18 @@ with its file and line, and the last good model stays in force.`,
 				return nil
 			}
 			log.Info("serving from a directory", "dir", f.dir, "mesh", opts.MeshName, "trustDomain", opts.TrustDomain)
+			ctx := cmd.Context()
+			srv, err := f.servers.start(ctx, log, prometheus.NewRegistry())
+			if err != nil {
+				return err
+			}
 			store := &modelStore{}
 			w := files.NewWatcher(f.dir, dec, files.WatchOptions{Debounce: f.debounce, Log: log.WithName("files")})
-			return w.Run(cmd.Context(), func(res *files.Result) {
+			return w.Run(ctx, func(res *files.Result) {
 				m := translate.Build(res.Snapshot, opts)
 				store.set(m)
+				srv.update(ctx, m)
+				srv.setPolicies(ctx, policyModules(res))
 				logModel(log, res, m)
 			})
 		},
@@ -73,7 +82,17 @@ with its file and line, and the last good model stays in force.`,
 	cmd.Flags().BoolVar(&f.once, "once", false, "load once, print the model summary and findings, and exit")
 	cmd.Flags().DurationVar(&f.debounce, "debounce", 200*time.Millisecond, "wait this long after a file change before reloading")
 	f.mesh = addMeshFlags(cmd.Flags())
+	f.servers = addServerFlags(cmd.Flags())
 	return cmd
+}
+
+// policyModules returns the directory's Rego files by path.
+func policyModules(res *files.Result) map[string]string {
+	out := make(map[string]string, len(res.Policies))
+	for _, p := range res.Policies {
+		out[p.Path] = string(p.Source)
+	}
+	return out
 }
 
 // summary describes a model in one line.

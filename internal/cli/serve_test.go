@@ -163,7 +163,7 @@ func TestServeWatches(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- cli.Run(ctx, []string{"serve", "--dir", dir, "--debounce", "50ms"}, &bytes.Buffer{}, logs)
+		done <- cli.Run(ctx, []string{"serve", "--dir", dir, "--debounce", "50ms", "--ext-authz-address", "127.0.0.1:0", "--nginx-auth-address", "127.0.0.1:0"}, &bytes.Buffer{}, logs)
 	}()
 	defer func() {
 		cancel()

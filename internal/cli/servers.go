@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
+
+	"github.com/meshward/meshward/mesh"
+	"github.com/meshward/meshward/policy"
+	"github.com/meshward/meshward/policy/extauthz"
+	"github.com/meshward/meshward/policy/nginxauth"
+)
+
+// serverFlags configure the decision servers of serve and controller.
+type serverFlags struct {
+	extAuthzAddr   string
+	nginxAddr      string
+	decisionPath   string
+	dryRun         bool
+	decisionHeader string
+	trustedProxies []string
+}
+
+func addServerFlags(fs *pflag.FlagSet) *serverFlags {
+	f := &serverFlags{}
+	fs.StringVar(&f.extAuthzAddr, "ext-authz-address", ":9191", "address of the Envoy ext_authz gRPC server (0 disables)")
+	fs.StringVar(&f.nginxAddr, "nginx-auth-address", ":9192", "address of the nginx auth_request endpoint (0 disables)")
+	fs.StringVar(&f.decisionPath, "decision-path", "", "policy rule that decides, as in opa-envoy-plugin (default envoy/authz/allow)")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "decide and log, but allow every request")
+	fs.StringVar(&f.decisionHeader, "decision-header", "", "response header carrying the decision id (off by default)")
+	fs.StringSliceVar(&f.trustedProxies, "nginx-trusted-proxies", []string{"127.0.0.0/8", "::1/128"}, "CIDRs of the nginx instances whose client-address and principal headers are believed")
+	return f
+}
+
+// servers are the running decision servers around one policy engine.
+type servers struct {
+	engine *policy.Engine
+	log    logr.Logger
+	// Addresses the servers listen on (resolved, e.g. for port 0).
+	extAuthzAddr, nginxAddr net.Addr
+}
+
+// start creates the engine and starts the servers; they stop when ctx is
+// done. The listeners are bound before start returns.
+func (f *serverFlags) start(ctx context.Context, log logr.Logger, reg prometheus.Registerer) (*servers, error) {
+	engine, err := policy.New(ctx, policy.Options{DecisionPath: f.decisionPath, DryRun: f.dryRun, Log: log.WithName("policy")})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	s := &servers{engine: engine, log: log}
+	if f.extAuthzAddr != "0" {
+		ln, err := net.Listen("tcp", f.extAuthzAddr)
+		if err != nil {
+			return nil, fmt.Errorf("ext_authz server: %w", err)
+		}
+		srv, err := extauthz.New(engine, extauthz.Options{DecisionHeader: f.decisionHeader, Log: log.WithName("ext_authz"), Registry: reg})
+		if err != nil {
+			return nil, err
+		}
+		g := grpc.NewServer()
+		srv.Register(g)
+		s.extAuthzAddr = ln.Addr()
+		go func() {
+			if err := g.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				log.Error(err, "ext_authz server stopped")
+			}
+		}()
+		context.AfterFunc(ctx, g.GracefulStop)
+		log.Info("ext_authz server listening", "address", ln.Addr().String())
+	}
+	if f.nginxAddr != "0" {
+		var trusted []netip.Prefix
+		for _, c := range f.trustedProxies {
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				return nil, usageError{fmt.Errorf("--nginx-trusted-proxies: %q is not a CIDR", c)}
+			}
+			trusted = append(trusted, p)
+		}
+		h, err := nginxauth.New(engine, nginxauth.Options{TrustedProxies: trusted, Log: log.WithName("nginx"), Registry: reg})
+		if err != nil {
+			return nil, err
+		}
+		ln, err := net.Listen("tcp", f.nginxAddr)
+		if err != nil {
+			return nil, fmt.Errorf("nginx auth endpoint: %w", err)
+		}
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		s.nginxAddr = ln.Addr()
+		go func() {
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error(err, "nginx auth endpoint stopped")
+			}
+		}()
+		context.AfterFunc(ctx, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = hs.Shutdown(sctx)
+		})
+		log.Info("nginx auth endpoint listening", "address", ln.Addr().String())
+	}
+	return s, nil
+}
+
+// update puts a new model in force.
+func (s *servers) update(ctx context.Context, m *mesh.Model) {
+	if err := s.engine.Update(ctx, m); err != nil {
+		s.log.Error(err, "policy data not updated; the previous model stays in force")
+	}
+}
+
+// setPolicies compiles user policies; on failure the previous ones stay in
+// force and the problems are returned.
+func (s *servers) setPolicies(ctx context.Context, modules map[string]string) []policy.Problem {
+	err := s.engine.SetUserModules(ctx, modules)
+	if err == nil {
+		if len(modules) > 0 {
+			s.log.Info("user policies loaded", "modules", len(modules))
+		}
+		return nil
+	}
+	var ce *policy.CompileError
+	if errors.As(err, &ce) {
+		for _, p := range ce.Problems {
+			s.log.Error(nil, "user policy does not compile; the previous policies stay in force", "problem", p.String())
+		}
+		return ce.Problems
+	}
+	s.log.Error(err, "user policies not loaded; the previous policies stay in force")
+	return []policy.Problem{{Message: err.Error()}}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -21,7 +22,23 @@ func (s *Source) rebuild(ctx context.Context) (*build, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &build{model: s.opts.Build(snap), refs: refs, ingressStatus: map[mesh.ObjectRef]policyv1alpha1.IngressBackendStatus{}}
+	var cms corev1.ConfigMapList
+	if err := s.mgr.GetCache().List(ctx, &cms); err != nil {
+		return nil, fmt.Errorf("listing policy config maps: %w", err)
+	}
+	policies := map[string]string{}
+	for i := range cms.Items {
+		cm := &cms.Items[i]
+		refs[mesh.ObjectRef{Kind: "ConfigMap", Namespace: cm.Namespace, Name: cm.Name}] = corev1.ObjectReference{
+			Kind: "ConfigMap", APIVersion: "v1", Namespace: cm.Namespace, Name: cm.Name, UID: cm.UID, ResourceVersion: cm.ResourceVersion,
+		}
+		for key, src := range cm.Data {
+			if strings.HasSuffix(key, ".rego") {
+				policies[cm.Namespace+"/"+cm.Name+"/"+key] = src
+			}
+		}
+	}
+	b := &build{model: s.opts.Build(snap), refs: refs, policies: policies, ingressStatus: map[mesh.ObjectRef]policyv1alpha1.IngressBackendStatus{}}
 	for i := range snap.IngressBackends {
 		ib := &snap.IngressBackends[i]
 		b.ingressStatus[mesh.ObjectRef{Kind: "IngressBackend", Namespace: ib.Namespace, Name: ib.Name}] = ib.Status

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -43,6 +46,15 @@ type Options struct {
 	// Publish receives every new model, on every replica. It must not block
 	// for long.
 	Publish func(*mesh.Model)
+	// PublishPolicies receives the user Rego modules of the ConfigMaps
+	// labelled PolicyLabel (keys "<namespace>/<configmap>/<key>", for every
+	// data key ending in .rego) whenever they change, and returns findings
+	// about them (e.g. a module that does not compile), which are reported
+	// like any other.
+	PublishPolicies func(map[string]string) []mesh.Finding
+	// PolicyLabel selects the ConfigMaps holding user policies (default
+	// "meshward.io/policy"; any value).
+	PolicyLabel string
 	// Debounce coalesces bursts of changes into one rebuild (default 100ms).
 	Debounce time.Duration
 	// MaxDelay bounds how long a continuous stream of changes can delay a
@@ -70,6 +82,9 @@ type Options struct {
 
 	Log logr.Logger
 }
+
+// DefaultPolicyLabel selects the ConfigMaps that hold user Rego policies.
+const DefaultPolicyLabel = "meshward.io/policy"
 
 // EventInstanceAnnotation names the replica that wrote an Event.
 const EventInstanceAnnotation = "meshward.io/instance"
@@ -99,12 +114,19 @@ type Source struct {
 	missing  []schema.GroupVersionKind
 	builds   chan *build
 	rebuilds atomic.Int64
+
+	// policies are the user modules last published, with their findings.
+	policies        map[string]string
+	policyFindings  []mesh.Finding
+	policiesEverSet bool
 }
 
 // build is one rebuild's result with what the leader's writer needs.
 type build struct {
 	model *mesh.Model
 	refs  map[mesh.ObjectRef]corev1.ObjectReference
+	// policies are the user Rego modules of the policy ConfigMaps.
+	policies map[string]string
 	// ingressStatus is the status each IngressBackend has in the cluster.
 	ingressStatus map[mesh.ObjectRef]policyv1alpha1.IngressBackendStatus
 }
@@ -120,6 +142,9 @@ func New(opts Options) (*Source, error) {
 	if opts.MaxDelay <= 0 {
 		opts.MaxDelay = time.Second
 	}
+	if opts.PolicyLabel == "" {
+		opts.PolicyLabel = DefaultPolicyLabel
+	}
 	if opts.LeaderElectionID == "" {
 		opts.LeaderElectionID = "meshward-leader"
 	}
@@ -131,6 +156,10 @@ func New(opts Options) (*Source, error) {
 	}
 	if opts.HealthAddr == "0" {
 		opts.HealthAddr = ""
+	}
+	policySelector, err := labels.Parse(opts.PolicyLabel)
+	if err != nil {
+		return nil, fmt.Errorf("policy label %q: %w", opts.PolicyLabel, err)
 	}
 	scheme := snapshot.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -148,7 +177,8 @@ func New(opts Options) (*Source, error) {
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Pod{}: {Transform: slimPod},
+				&corev1.Pod{}:       {Transform: slimPod},
+				&corev1.ConfigMap{}: {Label: policySelector},
 			},
 		},
 	}
@@ -260,7 +290,7 @@ func (s *Source) watch(ctx context.Context) error {
 		UpdateFunc: func(any, any) { s.signal() },
 		DeleteFunc: func(any) { s.signal() },
 	}
-	typed := []client.Object{&corev1.Namespace{}, &corev1.ServiceAccount{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Pod{}}
+	typed := []client.Object{&corev1.Namespace{}, &corev1.ServiceAccount{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Pod{}, &corev1.ConfigMap{}}
 	for _, obj := range typed {
 		inf, err := s.mgr.GetCache().GetInformer(ctx, obj)
 		if err != nil {
@@ -320,6 +350,7 @@ func (s *Source) runBuilder(ctx context.Context) error {
 			s.log.Error(err, "rebuilding the mesh model; keeping the last good one")
 			continue
 		}
+		s.publishPolicies(b)
 		s.current.Store(b)
 		s.rebuilds.Add(1)
 		m := b.model
@@ -334,6 +365,23 @@ func (s *Source) runBuilder(ctx context.Context) error {
 		default:
 		}
 		s.builds <- b
+	}
+}
+
+// publishPolicies hands changed user policies to PublishPolicies and adds
+// the findings about them to the build.
+func (s *Source) publishPolicies(b *build) {
+	if s.opts.PublishPolicies == nil {
+		return
+	}
+	if !s.policiesEverSet || !maps.Equal(s.policies, b.policies) {
+		s.policies, s.policiesEverSet = b.policies, true
+		s.policyFindings = s.opts.PublishPolicies(b.policies)
+	}
+	if len(s.policyFindings) > 0 {
+		fs := append(slices.Clone(b.model.Findings), s.policyFindings...)
+		slices.SortFunc(fs, mesh.Finding.Compare)
+		b.model.Findings = fs
 	}
 }
 

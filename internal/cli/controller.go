@@ -9,10 +9,12 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/meshward/meshward/adapters/kube"
 	"github.com/meshward/meshward/adapters/translate"
 	"github.com/meshward/meshward/mesh"
+	"github.com/meshward/meshward/policy"
 	"github.com/meshward/meshward/snapshot"
 )
 
@@ -26,6 +28,7 @@ type controllerFlags struct {
 	debounce       time.Duration
 	instance       string
 	mesh           *meshFlags
+	servers        *serverFlags
 }
 
 // inClusterNamespace is where a pod's namespace is mounted.
@@ -73,11 +76,22 @@ as Events.`,
 			if f.leaderElect && ns == "" {
 				return usageError{fmt.Errorf("--leader-election-namespace is required outside a pod")}
 			}
+			ctx := cmd.Context()
+			srv, err := f.servers.start(ctx, log, ctrlmetrics.Registry)
+			if err != nil {
+				return err
+			}
 			store := &modelStore{}
 			src, err := kube.New(kube.Options{
-				Config:                  cfg,
-				Build:                   func(s *snapshot.Snapshot) *mesh.Model { return translate.Build(s, opts) },
-				Publish:                 store.set,
+				Config: cfg,
+				Build:  func(s *snapshot.Snapshot) *mesh.Model { return translate.Build(s, opts) },
+				Publish: func(m *mesh.Model) {
+					store.set(m)
+					srv.update(ctx, m)
+				},
+				PublishPolicies: func(modules map[string]string) []mesh.Finding {
+					return configMapFindings(srv.setPolicies(ctx, modules))
+				},
 				Debounce:                f.debounce,
 				LeaderElection:          f.leaderElect,
 				LeaderElectionNamespace: ns,
@@ -91,7 +105,7 @@ as Events.`,
 				return err
 			}
 			log.Info("starting controller", "mesh", opts.MeshName, "leaderElection", f.leaderElect)
-			return src.Start(cmd.Context())
+			return src.Start(ctx)
 		},
 	}
 	fs := cmd.Flags()
@@ -104,5 +118,30 @@ as Events.`,
 	fs.DurationVar(&f.debounce, "debounce", 100*time.Millisecond, "coalesce changes arriving within this interval into one rebuild")
 	fs.StringVar(&f.instance, "instance", "", "name of this replica in Events (default: the hostname)")
 	f.mesh = addMeshFlags(fs)
+	f.servers = addServerFlags(fs)
 	return cmd
+}
+
+// configMapFindings turns policy problems of modules named
+// "<namespace>/<configmap>/<key>" into findings on those ConfigMaps.
+func configMapFindings(problems []policy.Problem) []mesh.Finding {
+	var out []mesh.Finding
+	for _, p := range problems {
+		parts := strings.SplitN(p.File, "/", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		msg := p.Message
+		if p.Line > 0 {
+			msg = fmt.Sprintf("line %d: %s", p.Line, msg)
+		}
+		out = append(out, mesh.Finding{
+			Object:   mesh.ObjectRef{Kind: "ConfigMap", Namespace: parts[0], Name: parts[1]},
+			Field:    "data." + parts[2],
+			Severity: mesh.SeverityError,
+			Reason:   "InvalidPolicy",
+			Message:  msg + "; the previous policies stay in force",
+		})
+	}
+	return out
 }

@@ -26,6 +26,8 @@ import (
 type Env struct {
 	Config *rest.Config
 	Client client.Client
+	// KubeConfig is a kubeconfig file's content for the API server.
+	KubeConfig []byte
 }
 
 // RepoRoot returns the repository root (the directory holding go.mod).
@@ -99,7 +101,7 @@ func Start(t testing.TB) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{Config: cfg, Client: c}
+	return &Env{Config: cfg, Client: c, KubeConfig: env.KubeConfig}
 }
 
 // Eventually calls check until it returns nil, failing the test with the

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"slices"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +97,15 @@ var crdKinds = []schema.GroupVersionKind{
 	{Group: "specs.smi-spec.io", Version: "v1alpha4", Kind: "UDPRoute"},
 	{Group: "split.smi-spec.io", Version: "v1alpha4", Kind: "TrafficSplit"},
 	{Group: "policy.openservicemesh.io", Version: "v1alpha1", Kind: "IngressBackend"},
+	{Group: "servicemesh.oci.oracle.com", Version: "v1beta1", Kind: "Mesh"},
+	{Group: "servicemesh.oci.oracle.com", Version: "v1beta1", Kind: "VirtualService"},
+	{Group: "servicemesh.oci.oracle.com", Version: "v1beta1", Kind: "VirtualDeployment"},
+	{Group: "servicemesh.oci.oracle.com", Version: "v1beta1", Kind: "VirtualDeploymentBinding"},
+	{Group: "servicemesh.oci.oracle.com", Version: "v1beta1", Kind: "VirtualServiceRouteTable"},
+	{Group: "servicemesh.oci.oracle.com", Version: "v1beta1", Kind: "IngressGateway"},
+	{Group: "servicemesh.oci.oracle.com", Version: "v1beta1", Kind: "IngressGatewayDeployment"},
+	{Group: "servicemesh.oci.oracle.com", Version: "v1beta1", Kind: "IngressGatewayRouteTable"},
+	{Group: "servicemesh.oci.oracle.com", Version: "v1beta1", Kind: "AccessPolicy"},
 }
 
 // Source watches the cluster and keeps a mesh model.

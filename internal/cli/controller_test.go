@@ -122,9 +122,11 @@ func TestControllerServesPoliciesFromTheCluster(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- cli.Run(ctx, []string{"controller", "--kubeconfig", kubeconfig, "--instance", "test",
+		done <- cli.Run(ctx, []string{
+			"controller", "--kubeconfig", kubeconfig, "--instance", "test",
 			"--ext-authz-address", "127.0.0.1:0", "--nginx-auth-address", "127.0.0.1:0",
-			"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--debounce", "20ms"}, &strings.Builder{}, logs)
+			"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--debounce", "20ms",
+		}, &strings.Builder{}, logs)
 	}()
 	defer func() {
 		cancel()

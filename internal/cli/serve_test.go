@@ -141,13 +141,15 @@ func TestServeUsageErrors(t *testing.T) {
 		"bad path match":   {"serve", "--dir", ".", "--path-match", "sideways"},
 		"bad log level":    {"serve", "--dir", ".", "--log-level", "loud"},
 		"bad trust domain": {"serve", "--dir", ".", "--trust-domain", "a/b"},
+		"no decision logs": {"serve", "--dir", ".", "--decision-log-config", filepath.Join(t.TempDir(), "absent.yaml")},
+		"bad proxies":      {"serve", "--dir", ".", "--nginx-trusted-proxies", "not-a-cidr", "--ext-authz-address", "0", "--nginx-auth-address", "127.0.0.1:0"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, _, errOut := run(t, args...)
 			if code != cli.ExitUsage {
 				t.Fatalf("exit %d, want %d; stderr: %s", code, cli.ExitUsage, errOut)
 			}
-			if !strings.HasPrefix(errOut, "Error: ") {
+			if !strings.Contains(errOut, "Error: ") {
 				t.Fatalf("no error message: %q", errOut)
 			}
 		})

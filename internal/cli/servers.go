@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/meshward/meshward/mesh"
 	"github.com/meshward/meshward/policy"
+	"github.com/meshward/meshward/policy/decisionlog"
 	"github.com/meshward/meshward/policy/extauthz"
 	"github.com/meshward/meshward/policy/nginxauth"
 )
@@ -28,6 +30,7 @@ type serverFlags struct {
 	dryRun         bool
 	decisionHeader string
 	trustedProxies []string
+	decisionLogs   string
 }
 
 func addServerFlags(fs *pflag.FlagSet) *serverFlags {
@@ -37,6 +40,7 @@ func addServerFlags(fs *pflag.FlagSet) *serverFlags {
 	fs.StringVar(&f.decisionPath, "decision-path", "", "policy rule that decides, as in opa-envoy-plugin (default envoy/authz/allow)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "decide and log, but allow every request")
 	fs.StringVar(&f.decisionHeader, "decision-header", "", "response header carrying the decision id (off by default)")
+	fs.StringVar(&f.decisionLogs, "decision-log-config", "", "OPA configuration file with a decision_logs section (console and/or a remote service) for ext_authz decisions")
 	fs.StringSliceVar(&f.trustedProxies, "nginx-trusted-proxies", []string{"127.0.0.0/8", "::1/128"}, "CIDRs of the nginx instances whose client-address and principal headers are believed")
 	return f
 }
@@ -57,12 +61,35 @@ func (f *serverFlags) start(ctx context.Context, log logr.Logger, reg prometheus
 		return nil, usageError{err}
 	}
 	s := &servers{engine: engine, log: log}
+	var onDecision func(context.Context, policy.Decision, *authv3.CheckRequest, error)
+	if f.decisionLogs != "" {
+		raw, err := decisionlog.LoadConfig(f.decisionLogs)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--decision-log-config: %w", err)}
+		}
+		dl, err := decisionlog.New(ctx, raw, decisionlog.Options{Log: log.WithName("decision-logs")})
+		if err != nil {
+			if errors.Is(err, decisionlog.ErrConfig) {
+				return nil, usageError{fmt.Errorf("--decision-log-config %s: %w", f.decisionLogs, err)}
+			}
+			return nil, err
+		}
+		context.AfterFunc(ctx, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			dl.Stop(sctx)
+		})
+		onDecision = dl.ExtAuthz(decisionlog.ExtAuthzOptions{Path: engine.DecisionPath(), Log: log.WithName("decision-logs")})
+		log.Info("decision logs enabled", "config", f.decisionLogs)
+	}
 	if f.extAuthzAddr != "0" {
 		ln, err := net.Listen("tcp", f.extAuthzAddr)
 		if err != nil {
 			return nil, fmt.Errorf("ext_authz server: %w", err)
 		}
-		srv, err := extauthz.New(engine, extauthz.Options{DecisionHeader: f.decisionHeader, Log: log.WithName("ext_authz"), Registry: reg})
+		srv, err := extauthz.New(engine, extauthz.Options{
+			DecisionHeader: f.decisionHeader, Log: log.WithName("ext_authz"), Registry: reg, OnDecision: onDecision,
+		})
 		if err != nil {
 			return nil, err
 		}

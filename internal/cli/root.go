@@ -94,6 +94,7 @@ or in a cluster (meshward controller).`,
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(newServe(g), newController(g), newVersion())
 	root.AddCommand(newCheck(g))
+	root.AddCommand(newBootstrap(g))
 	return root
 }
 

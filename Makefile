@@ -39,7 +39,7 @@ build: ## Build bin/meshward.
 
 .PHONY: demo
 demo: ## Run meshward on the embedded default (examples/bookstore), no cluster needed.
-	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/meshward serve --dir $(DEMO_DIR)
+	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/meshward serve --dir $(DEMO_DIR) --xds-flavor grpc --cert-dir $(CACHE_DIR)/demo-certs
 
 .PHONY: test
 test: envtest $(BIN)/nginx ## Run every test (installs etcd and nginx, builds kube-apiserver, on first use).

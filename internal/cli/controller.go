@@ -29,6 +29,7 @@ type controllerFlags struct {
 	instance       string
 	mesh           *meshFlags
 	servers        *serverFlags
+	xds            *xdsFlags
 }
 
 // inClusterNamespace is where a pod's namespace is mounted.
@@ -81,6 +82,10 @@ as Events.`,
 			if err != nil {
 				return err
 			}
+			x, err := f.xds.start(ctx, log, ctrlmetrics.Registry, opts, nil, srv.extAuthzAddr)
+			if err != nil {
+				return err
+			}
 			store := &modelStore{}
 			src, err := kube.New(kube.Options{
 				Config: cfg,
@@ -88,6 +93,7 @@ as Events.`,
 				Publish: func(m *mesh.Model) {
 					store.set(m)
 					srv.update(ctx, m)
+					x.update(ctx, m)
 				},
 				PublishPolicies: func(modules map[string]string) []mesh.Finding {
 					return configMapFindings(srv.setPolicies(ctx, modules))
@@ -119,6 +125,7 @@ as Events.`,
 	fs.StringVar(&f.instance, "instance", "", "name of this replica in Events (default: the hostname)")
 	f.mesh = addMeshFlags(fs)
 	f.servers = addServerFlags(fs)
+	f.xds = addXDSFlags(fs, false)
 	return cmd
 }
 

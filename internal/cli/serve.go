@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/meshward/meshward/adapters/certs"
 	"github.com/meshward/meshward/adapters/files"
 	"github.com/meshward/meshward/adapters/translate"
 	"github.com/meshward/meshward/mesh"
@@ -23,6 +25,7 @@ type serveFlags struct {
 	debounce time.Duration
 	mesh     *meshFlags
 	servers  *serverFlags
+	xds      *xdsFlags
 }
 
 func newServe(g *globals) *cobra.Command {
@@ -67,12 +70,28 @@ with its file and line, and the last good model stays in force.`,
 			if err != nil {
 				return err
 			}
+			var ca *certs.CA
+			if !f.xds.plaintext {
+				if f.xds.certDir == "" {
+					f.xds.certDir = filepath.Clean(f.dir) + ".certs"
+				}
+				ca, err = certs.LoadOrCreateFileCA(filepath.Join(f.xds.certDir, "ca"), certs.Options{TrustDomain: opts.TrustDomain, PrincipalFormat: opts.PrincipalFormat})
+				if err != nil {
+					return err
+				}
+				log.Info("workload certificates", "dir", f.xds.certDir)
+			}
+			x, err := f.xds.start(ctx, log, prometheus.NewRegistry(), opts, issuerOf(ca), srv.extAuthzAddr)
+			if err != nil {
+				return err
+			}
 			store := &modelStore{}
 			w := files.NewWatcher(f.dir, dec, files.WatchOptions{Debounce: f.debounce, Log: log.WithName("files")})
 			return w.Run(ctx, func(res *files.Result) {
 				m := translate.Build(res.Snapshot, opts)
 				store.set(m)
 				srv.update(ctx, m)
+				x.update(ctx, m)
 				srv.setPolicies(ctx, policyModules(res))
 				logModel(log, res, m)
 			})
@@ -83,7 +102,16 @@ with its file and line, and the last good model stays in force.`,
 	cmd.Flags().DurationVar(&f.debounce, "debounce", 200*time.Millisecond, "wait this long after a file change before reloading")
 	f.mesh = addMeshFlags(cmd.Flags())
 	f.servers = addServerFlags(cmd.Flags())
+	f.xds = addXDSFlags(cmd.Flags(), true)
 	return cmd
+}
+
+// issuerOf avoids a typed nil in an interface.
+func issuerOf(ca *certs.CA) certs.Issuer {
+	if ca == nil {
+		return nil
+	}
+	return ca
 }
 
 // policyModules returns the directory's Rego files by path.

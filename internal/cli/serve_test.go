@@ -161,11 +161,15 @@ func TestServeUsageErrors(t *testing.T) {
 // the fix is picked up.
 func TestServeWatches(t *testing.T) {
 	dir := copyExample(t)
+	certDir := t.TempDir()
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- cli.Run(ctx, []string{"serve", "--dir", dir, "--debounce", "50ms", "--ext-authz-address", "127.0.0.1:0", "--nginx-auth-address", "127.0.0.1:0"}, &bytes.Buffer{}, logs)
+		done <- cli.Run(ctx, []string{
+			"serve", "--dir", dir, "--debounce", "50ms", "--ext-authz-address", "127.0.0.1:0", "--nginx-auth-address", "127.0.0.1:0",
+			"--xds-address", "127.0.0.1:0", "--xds-flavor", "grpc", "--cert-dir", certDir,
+		}, &bytes.Buffer{}, logs)
 	}()
 	defer func() {
 		cancel()
@@ -188,6 +192,20 @@ func TestServeWatches(t *testing.T) {
 	if !strings.Contains(logs.String(), "3 access rules") {
 		t.Fatalf("unexpected first model:\n%s", logs.String())
 	}
+	if !strings.Contains(logs.String(), `msg="xDS server listening`) {
+		t.Fatalf("xDS server not started:\n%s", logs.String())
+	}
+	// Every identity gets certificate files for gRPC's file_watcher.
+	waitFor("certificate files", func() bool {
+		for _, id := range []string{"bookbuyer/bookbuyer", "bookstore/bookstore", "bookstore/bookstore-v2", "bookthief/bookthief", "bookwarehouse/bookwarehouse"} {
+			for _, f := range []string{"cert.pem", "key.pem", "ca.pem"} {
+				if _, err := os.Stat(filepath.Join(certDir, id, f)); err != nil {
+					return false
+				}
+			}
+		}
+		return true
+	})
 
 	// Remove a TrafficTarget: the model follows.
 	access := filepath.Join(dir, "smi-access.yaml")

@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/meshward/meshward/adapters/certs"
+	"github.com/meshward/meshward/adapters/envoy/server"
+	"github.com/meshward/meshward/adapters/envoy/translate"
+	"github.com/meshward/meshward/mesh"
+)
+
+// xdsFlags configure the xDS server of serve and controller.
+type xdsFlags struct {
+	addr      string
+	flavor    string
+	authz     string
+	plaintext bool
+	certDir   string
+	tlsCert   string
+	tlsKey    string
+	clientCA  string
+}
+
+func addXDSFlags(fs *pflag.FlagSet, standalone bool) *xdsFlags {
+	f := &xdsFlags{}
+	fs.StringVar(&f.addr, "xds-address", ":15010", "address of the xDS (ADS) server (0 disables)")
+	fs.StringVar(&f.flavor, "xds-flavor", string(translate.FlavorEnvoy), "resources for envoy sidecars or proxyless grpc clients and servers")
+	fs.StringVar(&f.authz, "xds-authz", string(translate.AuthzRBAC), "how workloads enforce access: rbac (Envoy RBAC from TrafficTargets), ext_authz (ask meshward) or both")
+	fs.BoolVar(&f.plaintext, "plaintext", false, "UNSAFE: no mTLS between workloads (identities are then not verified)")
+	if standalone {
+		fs.StringVar(&f.certDir, "cert-dir", "", "directory for the CA root (ca/) and each identity's certificate files (<ns>/<sa>/{cert,key,ca}.pem) for gRPC's file_watcher (default: <dir>.certs next to --dir)")
+	}
+	fs.StringVar(&f.tlsCert, "xds-tls-cert", "", "serving certificate of the xDS server (PEM); with --xds-tls-key and --xds-client-ca the xDS channel uses mTLS and each node must present its identity's certificate")
+	fs.StringVar(&f.tlsKey, "xds-tls-key", "", "private key of --xds-tls-cert")
+	fs.StringVar(&f.clientCA, "xds-client-ca", "", "CA bundle that verifies node certificates on the xDS channel")
+	return f
+}
+
+// xdsRunner serves xDS and keeps the identities' certificate files.
+type xdsRunner struct {
+	srv     *server.Server
+	log     logr.Logger
+	ca      certs.Issuer
+	certDir string
+	addr    net.Addr
+
+	mu      sync.Mutex
+	started map[mesh.Identity]bool
+}
+
+// start validates the flags, starts the xDS server and returns the runner
+// (nil when disabled). ca may be nil with --plaintext.
+func (f *xdsFlags) start(ctx context.Context, log logr.Logger, reg prometheus.Registerer, opts mesh.Options, ca certs.Issuer, extAuthz net.Addr) (*xdsRunner, error) {
+	if f.addr == "0" {
+		return nil, nil
+	}
+	topts := translate.Options{
+		Flavor:    translate.Flavor(f.flavor),
+		Authz:     translate.AuthzMode(f.authz),
+		Plaintext: f.plaintext,
+	}
+	if topts.Authz != translate.AuthzRBAC {
+		if extAuthz == nil {
+			return nil, usageError{errors.New("--xds-authz " + f.authz + " needs the ext_authz server (--ext-authz-address)")}
+		}
+		topts.ExtAuthzCluster = "meshward-ext-authz"
+		topts.ExtAuthzAddress = extAuthz.String()
+	}
+	var creds credentials.TransportCredentials
+	verify := false
+	if f.tlsCert != "" || f.tlsKey != "" || f.clientCA != "" {
+		c, err := f.serverCreds()
+		if err != nil {
+			return nil, usageError{err}
+		}
+		creds, verify = c, true
+	}
+	srv, err := server.New(server.Options{
+		Translate: topts, Log: log.WithName("xds"), Registry: reg,
+		VerifyPeer: verify, TrustDomain: opts.TrustDomain,
+	})
+	if err != nil {
+		return nil, usageError{fmt.Errorf("xDS: %w", err)}
+	}
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", f.addr)
+	if err != nil {
+		return nil, fmt.Errorf("xDS server: %w", err)
+	}
+	go func() {
+		if err := srv.Serve(ctx, lis, creds); err != nil {
+			log.Error(err, "xDS server stopped")
+		}
+	}()
+	if creds == nil {
+		log.Info("xDS server listening WITHOUT TLS on its own channel: use it on a trusted network or set --xds-tls-cert, --xds-tls-key and --xds-client-ca", "address", lis.Addr().String(), "flavor", f.flavor)
+	} else {
+		log.Info("xDS server listening (mTLS)", "address", lis.Addr().String(), "flavor", f.flavor)
+	}
+	return &xdsRunner{srv: srv, log: log.WithName("xds"), ca: ca, certDir: f.certDir, addr: lis.Addr(), started: map[mesh.Identity]bool{}}, nil
+}
+
+func (f *xdsFlags) serverCreds() (credentials.TransportCredentials, error) {
+	if f.tlsCert == "" || f.tlsKey == "" || f.clientCA == "" {
+		return nil, errors.New("--xds-tls-cert, --xds-tls-key and --xds-client-ca go together")
+	}
+	pair, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("--xds-tls-cert/--xds-tls-key: %w", err)
+	}
+	pem, err := os.ReadFile(f.clientCA)
+	if err != nil {
+		return nil, fmt.Errorf("--xds-client-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--xds-client-ca %s holds no PEM certificate", f.clientCA)
+	}
+	return credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{pair},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+		MinVersion:   tls.VersionTLS13,
+	}), nil
+}
+
+// update publishes a model to the xDS server and, standalone, keeps a
+// certificate for every identity in the model.
+func (x *xdsRunner) update(ctx context.Context, m *mesh.Model) {
+	if x == nil {
+		return
+	}
+	if err := x.srv.Update(m); err != nil {
+		x.log.Error(err, "some xDS resources were held back; the last good ones keep serving")
+	}
+	if x.ca == nil || x.certDir == "" {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, id := range m.Identities {
+		if x.started[id] {
+			continue
+		}
+		x.started[id] = true
+		go func() {
+			if err := certs.KeepFresh(ctx, x.ca, x.certDir, id, certs.FileOptions{Log: x.log.WithName("certs")}); err != nil {
+				x.log.Error(err, "certificate files not written", "identity", id.String())
+			}
+		}()
+	}
+}

@@ -25,6 +25,14 @@ type Model struct {
 	// Ingress lists what may enter the mesh from ingress controllers, one
 	// entry per accepted IngressBackend, sorted by origin.
 	Ingress []IngressBackend `json:"ingress,omitempty"`
+	// VirtualServices lists the OCI-style VirtualServices with their
+	// deployments and routing, sorted by origin.
+	VirtualServices []VirtualService `json:"virtualServices,omitempty"`
+	// Gateways lists the OCI-style IngressGateways, sorted by origin.
+	Gateways []Gateway `json:"gateways,omitempty"`
+	// Egress lists what may leave the mesh, one entry per AccessPolicy
+	// rule with an external destination, sorted by origin then name.
+	Egress []EgressRule `json:"egress,omitempty"`
 	// Findings lists what was wrong with the input.
 	Findings []Finding `json:"findings,omitempty"`
 }

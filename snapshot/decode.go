@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
+	servicemeshv1beta1 "github.com/meshward/meshward/api/servicemesh/v1beta1"
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -31,7 +32,8 @@ var ErrUnknownKind = errors.New("kind not read by meshward")
 const DefaultNamespace = "default"
 
 // NewScheme returns a scheme holding every type a Snapshot holds (core and
-// discovery objects, SMI, OSM IngressBackend), plus the SMI TrafficSplit
+// discovery objects, SMI, OSM IngressBackend, the OCI-style
+// servicemesh.oci.oracle.com kinds), plus the SMI TrafficSplit
 // v1alpha2 that Decode converts to v1alpha4.
 func NewScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
@@ -44,6 +46,7 @@ func NewScheme() *runtime.Scheme {
 		splitv1alpha2.AddToScheme,
 		addUDPRoute,
 		policyv1alpha1.AddToScheme,
+		servicemeshv1beta1.AddToScheme,
 	} {
 		if err := add(s); err != nil {
 			panic(fmt.Sprintf("building scheme: %v", err))

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
+	servicemeshv1beta1 "github.com/meshward/meshward/api/servicemesh/v1beta1"
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -30,6 +31,17 @@ type Snapshot struct {
 	TrafficSplits   []splitv1alpha4.TrafficSplit
 
 	IngressBackends []policyv1alpha1.IngressBackend
+
+	// OCI-style objects (servicemesh.oci.oracle.com/v1beta1).
+	Meshes                    []servicemeshv1beta1.Mesh
+	VirtualServices           []servicemeshv1beta1.VirtualService
+	VirtualDeployments        []servicemeshv1beta1.VirtualDeployment
+	VirtualDeploymentBindings []servicemeshv1beta1.VirtualDeploymentBinding
+	VirtualServiceRouteTables []servicemeshv1beta1.VirtualServiceRouteTable
+	IngressGateways           []servicemeshv1beta1.IngressGateway
+	IngressGatewayDeployments []servicemeshv1beta1.IngressGatewayDeployment
+	IngressGatewayRouteTables []servicemeshv1beta1.IngressGatewayRouteTable
+	AccessPolicies            []servicemeshv1beta1.AccessPolicy
 
 	// Findings are problems found while decoding objects (for example a
 	// header list item with two keys); translators copy them to the model.
@@ -62,6 +74,24 @@ func (s *Snapshot) Add(obj runtime.Object) error {
 		s.TrafficSplits = append(s.TrafficSplits, *o)
 	case *policyv1alpha1.IngressBackend:
 		s.IngressBackends = append(s.IngressBackends, *o)
+	case *servicemeshv1beta1.Mesh:
+		s.Meshes = append(s.Meshes, *o)
+	case *servicemeshv1beta1.VirtualService:
+		s.VirtualServices = append(s.VirtualServices, *o)
+	case *servicemeshv1beta1.VirtualDeployment:
+		s.VirtualDeployments = append(s.VirtualDeployments, *o)
+	case *servicemeshv1beta1.VirtualDeploymentBinding:
+		s.VirtualDeploymentBindings = append(s.VirtualDeploymentBindings, *o)
+	case *servicemeshv1beta1.VirtualServiceRouteTable:
+		s.VirtualServiceRouteTables = append(s.VirtualServiceRouteTables, *o)
+	case *servicemeshv1beta1.IngressGateway:
+		s.IngressGateways = append(s.IngressGateways, *o)
+	case *servicemeshv1beta1.IngressGatewayDeployment:
+		s.IngressGatewayDeployments = append(s.IngressGatewayDeployments, *o)
+	case *servicemeshv1beta1.IngressGatewayRouteTable:
+		s.IngressGatewayRouteTables = append(s.IngressGatewayRouteTables, *o)
+	case *servicemeshv1beta1.AccessPolicy:
+		s.AccessPolicies = append(s.AccessPolicies, *o)
 	default:
 		return fmt.Errorf("snapshot holds no objects of type %T", obj)
 	}
@@ -73,5 +103,9 @@ func (s *Snapshot) Len() int {
 	return len(s.Namespaces) + len(s.ServiceAccounts) + len(s.Services) +
 		len(s.EndpointSlices) + len(s.Pods) + len(s.TrafficTargets) +
 		len(s.HTTPRouteGroups) + len(s.TCPRoutes) + len(s.UDPRoutes) +
-		len(s.TrafficSplits) + len(s.IngressBackends)
+		len(s.TrafficSplits) + len(s.IngressBackends) +
+		len(s.Meshes) + len(s.VirtualServices) + len(s.VirtualDeployments) +
+		len(s.VirtualDeploymentBindings) + len(s.VirtualServiceRouteTables) +
+		len(s.IngressGateways) + len(s.IngressGatewayDeployments) +
+		len(s.IngressGatewayRouteTables) + len(s.AccessPolicies)
 }

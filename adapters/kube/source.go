@@ -30,6 +30,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
+	servicemeshv1beta1 "github.com/meshward/meshward/api/servicemesh/v1beta1"
 	"github.com/meshward/meshward/mesh"
 	"github.com/meshward/meshward/snapshot"
 )
@@ -52,6 +53,9 @@ type Options struct {
 	// about them (e.g. a module that does not compile), which are reported
 	// like any other.
 	PublishPolicies func(map[string]string) []mesh.Finding
+	// Gateway, when set, runs the IngressGatewayDeployment controller on
+	// the leader (when the servicemesh.oci.oracle.com CRDs are installed).
+	Gateway *GatewayOptions
 	// PolicyLabel selects the ConfigMaps holding user policies (default
 	// "meshward.io/policy"; any value).
 	PolicyLabel string
@@ -211,6 +215,14 @@ func New(opts Options) (*Source, error) {
 		log:     opts.Log.WithName("kube"),
 		changed: make(chan struct{}, 1),
 		builds:  make(chan *build, 1),
+	}
+	if opts.Gateway != nil {
+		gk := servicemeshv1beta1.SchemeGroupVersion.WithKind("IngressGatewayDeployment")
+		if _, err := mgr.GetRESTMapper().RESTMapping(gk.GroupKind(), gk.Version); err != nil {
+			s.log.Info("IngressGatewayDeployment CRD not installed; the gateway controller does not run", "error", err.Error())
+		} else if err := SetupGatewayController(mgr, *opts.Gateway); err != nil {
+			return nil, err
+		}
 	}
 	if err := mgr.Add(everyReplica(s.runBuilder)); err != nil {
 		return nil, err

@@ -30,6 +30,7 @@ type controllerFlags struct {
 	mesh           *meshFlags
 	servers        *serverFlags
 	xds            *xdsFlags
+	gatewayImage   string
 }
 
 // inClusterNamespace is where a pod's namespace is mounted.
@@ -95,6 +96,7 @@ as Events.`,
 					srv.update(ctx, m)
 					x.update(ctx, m)
 				},
+				Gateway: gatewayOptions(f.gatewayImage),
 				PublishPolicies: func(modules map[string]string) []mesh.Finding {
 					return configMapFindings(srv.setPolicies(ctx, modules))
 				},
@@ -126,7 +128,15 @@ as Events.`,
 	f.mesh = addMeshFlags(fs)
 	f.servers = addServerFlags(fs)
 	f.xds = addXDSFlags(fs, false)
+	fs.StringVar(&f.gatewayImage, "gateway-image", "", "container image of ingress gateway pods; enables the IngressGatewayDeployment controller")
 	return cmd
+}
+
+func gatewayOptions(image string) *kube.GatewayOptions {
+	if image == "" {
+		return nil
+	}
+	return &kube.GatewayOptions{Image: image}
 }
 
 // configMapFindings turns policy problems of modules named

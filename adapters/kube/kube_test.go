@@ -408,3 +408,33 @@ func TestIngressBackendStatus(t *testing.T) {
 		t.Fatalf("model ingress %+v", model().Ingress)
 	}
 }
+
+func TestOCIStatusConditions(t *testing.T) {
+	env := testenv.Start(t)
+	c := env.Client
+	create(t, c, meshNamespace("bookstore"))
+	runSource(t, env, nil)
+	create(t, c, obj("servicemesh.oci.oracle.com/v1beta1", "AccessPolicy", "bookstore", "dangling", map[string]any{
+		"mesh": map[string]any{"ref": map[string]any{"name": "no-such-mesh"}},
+		"rules": []any{map[string]any{
+			"action":      "ALLOW",
+			"source":      map[string]any{"allVirtualServices": map[string]any{}},
+			"destination": map[string]any{"allVirtualServices": map[string]any{}},
+		}},
+	}))
+	testenv.Eventually(t, wait, func() error {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(obj("servicemesh.oci.oracle.com/v1beta1", "AccessPolicy", "", "", nil).GroupVersionKind())
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: "bookstore", Name: "dangling"}, u); err != nil {
+			return err
+		}
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		for _, cond := range conds {
+			m := cond.(map[string]any)
+			if m["type"] == "ServiceMeshDependenciesActive" && m["status"] == "False" && strings.Contains(fmt.Sprint(m["message"]), "no-such-mesh") {
+				return nil
+			}
+		}
+		return fmt.Errorf("conditions %v", conds)
+	})
+}

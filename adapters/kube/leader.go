@@ -43,6 +43,7 @@ func (w *leaderWriter) Start(ctx context.Context) error {
 		case b := <-w.builds:
 			reported = w.report(b, reported)
 			w.writeStatus(ctx, b)
+			w.writeOCIStatus(ctx, b)
 		}
 	}
 }

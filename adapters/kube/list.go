@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
+	servicemeshv1beta1 "github.com/meshward/meshward/api/servicemesh/v1beta1"
 	"github.com/meshward/meshward/mesh"
 	"github.com/meshward/meshward/snapshot"
 )
@@ -38,7 +39,11 @@ func (s *Source) rebuild(ctx context.Context) (*build, error) {
 			}
 		}
 	}
-	b := &build{model: s.opts.Build(snap), refs: refs, policies: policies, ingressStatus: map[mesh.ObjectRef]policyv1alpha1.IngressBackendStatus{}}
+	b := &build{
+		model: s.opts.Build(snap), refs: refs, policies: policies,
+		ingressStatus: map[mesh.ObjectRef]policyv1alpha1.IngressBackendStatus{},
+		ociStatus:     s.takeOCI(),
+	}
 	for i := range snap.IngressBackends {
 		ib := &snap.IngressBackends[i]
 		b.ingressStatus[mesh.ObjectRef{Kind: "IngressBackend", Namespace: ib.Namespace, Name: ib.Name}] = ib.Status
@@ -100,6 +105,9 @@ func (s *Source) list(ctx context.Context) (*snapshot.Snapshot, map[mesh.ObjectR
 		for i := range list.Items {
 			u := &list.Items[i]
 			remember(gvk.Kind, gvk.GroupVersion().String(), u)
+			if gvk.Group == servicemeshv1beta1.GroupName {
+				s.rememberOCI(gvk, u)
+			}
 			ref := mesh.ObjectRef{Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
 			raw, err := json.Marshal(u.Object)
 			if err != nil {

@@ -128,6 +128,9 @@ type Source struct {
 	builds   chan *build
 	rebuilds atomic.Int64
 
+	// oci collects the state of OCI-style objects during a list.
+	oci map[mesh.ObjectRef]ociState
+
 	// policies are the user modules last published, with their findings.
 	policies        map[string]string
 	policyFindings  []mesh.Finding
@@ -140,6 +143,8 @@ type build struct {
 	refs  map[mesh.ObjectRef]corev1.ObjectReference
 	// policies are the user Rego modules of the policy ConfigMaps.
 	policies map[string]string
+	// ociStatus is the state of each servicemesh.oci.oracle.com object.
+	ociStatus map[mesh.ObjectRef]ociState
 	// ingressStatus is the status each IngressBackend has in the cluster.
 	ingressStatus map[mesh.ObjectRef]policyv1alpha1.IngressBackendStatus
 }

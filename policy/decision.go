@@ -122,7 +122,7 @@ func (e *Engine) Decide(ctx context.Context, input ast.Value) (Decision, error) 
 		// is permissive and knows both identities) and so does the
 		// decision. The reason is the built-in one, without evaluating it.
 		src, dst := inputString(input, "source"), inputString(input, "destination")
-		if matched != nil && matched.Len() > 0 {
+		if matched != nil && matched.Len() > 0 && src != "" && dst != "" {
 			d.Matched = setStrings(matched)
 			d.Reason = src + " may call " + dst + ": " + strings.Join(d.Matched, "; ")
 			return e.finish(d), nil

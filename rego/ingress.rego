@@ -47,6 +47,11 @@ ingress_reason := sprintf("%s may reach %s port %s: %s", [ing.address, ing.backe
 	ing := input.meshward.ingress
 }
 
+# principal_text mentions the client certificate only where one is checked.
 principal_text := sprintf(" with principal %q", [input.meshward.ingress.principal]) if {
 	input.meshward.ingress.principal != ""
-} else := " (no client certificate)"
+} else := " (no client certificate)" if {
+	ing := input.meshward.ingress
+	some e in data.meshward.ingress[ing.backend][ing.port]
+	e.checkPrincipal
+} else := ""

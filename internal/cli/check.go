@@ -111,7 +111,7 @@ func (f *checkFlags) parse() (*checkRequest, error) {
 		r.Protocol = policy.ProtocolTCP
 	} else {
 		r.Protocol = policy.ProtocolHTTP
-		r.Method = strings.ToUpper(cmpOr(f.method, "GET"))
+		r.Method = cmpOr(f.method, "GET") // HTTP methods are case-sensitive, as in enforcement
 		r.Path = cmpOr(f.path, "/")
 		if !strings.HasPrefix(r.Path, "/") {
 			return nil, usageError{fmt.Errorf("--path %q is invalid: a request path starts with /", f.path)}

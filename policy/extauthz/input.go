@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -36,8 +37,31 @@ func request(req *authv3.CheckRequest) policy.Request {
 		r.Protocol = policy.ProtocolHTTP
 		r.Method, r.Path, r.Host = h.GetMethod(), h.GetPath(), h.GetHost()
 		r.Headers = h.GetHeaders()
+		if len(r.Headers) == 0 && len(h.GetHeaderMap().GetHeaders()) > 0 {
+			r.Headers = rawHeaders(h.GetHeaderMap())
+		}
 	}
 	return r
+}
+
+// rawHeaders reads the header_map that Envoy sends instead of headers when
+// its encode_raw_headers option is set: raw values, and one entry per
+// header line. Lines with the same name are merged into one value,
+// comma-separated, as Envoy merges them in headers.
+func rawHeaders(m *corev3.HeaderMap) map[string]string {
+	out := make(map[string]string, len(m.GetHeaders()))
+	for _, h := range m.GetHeaders() {
+		k := strings.ToLower(h.GetKey())
+		v := h.GetValue()
+		if len(h.GetRawValue()) > 0 {
+			v = string(h.GetRawValue())
+		}
+		if prev, ok := out[k]; ok {
+			v = prev + "," + v
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // Keys of the parts of opa-envoy-plugin's input that policy.Request does
@@ -53,12 +77,17 @@ var (
 	keyTruncated  = ast.StringTerm("truncated_body")
 )
 
-// input builds the input document: the engine's (identities, normalised
-// path, parsed path and query) completed with the CheckRequest's other
-// attributes, so policies written for opa-envoy-plugin find every field
-// they read there.
-func input(e *policy.Engine, req *authv3.CheckRequest) (ast.Value, error) {
-	v, err := e.Input(request(req))
+// input builds the input document of req, read as r: the engine's
+// (identities, normalised path, parsed path and query) completed with the
+// CheckRequest's other attributes, so policies written for
+// opa-envoy-plugin find every field they read there.
+//
+// The engine's input shares terms with other inputs (those of ports, for
+// one), so its objects are never changed in place: an object that gains
+// fields is built anew, with all its fields, before it is put in its
+// parent, so that every object's hash is the one of its final content.
+func input(e *policy.Engine, req *authv3.CheckRequest, r policy.Request) (ast.Value, error) {
+	v, err := e.Input(r)
 	if err != nil {
 		return nil, err
 	}
@@ -67,110 +96,185 @@ func input(e *policy.Engine, req *authv3.CheckRequest) (ast.Value, error) {
 		return v, nil
 	}
 	a := req.GetAttributes()
-	attrs := objectAt(root, keyAttributes)
+	attrs := fieldsOf(root.Get(keyAttributes), 4)
 	// Peer details: addresses, certificates, labels, service.
 	if src := a.GetSource(); src != nil {
-		peer(objectAt(attrs, keySource), src)
+		attrs = with(attrs, keySource, peer(field(attrs, keySource), src))
 	}
 	if dst := a.GetDestination(); dst != nil {
-		peer(objectAt(attrs, keyDest), dst)
+		attrs = with(attrs, keyDest, peer(field(attrs, keyDest), dst))
 	}
 	if len(a.GetContextExtensions()) > 0 {
-		attrs.Insert(ast.StringTerm("contextExtensions"), termOf(a.GetContextExtensions()))
+		attrs = with(attrs, keyContextExtensions, stringMapTerm(a.GetContextExtensions()))
 	}
 	if a.GetMetadataContext() != nil {
-		attrs.Insert(ast.StringTerm("metadataContext"), protoTerm(a.GetMetadataContext()))
+		attrs = with(attrs, keyMetadataContext, protoTerm(a.GetMetadataContext()))
 	}
 	if a.GetRouteMetadataContext() != nil {
-		attrs.Insert(ast.StringTerm("routeMetadataContext"), protoTerm(a.GetRouteMetadataContext()))
+		attrs = with(attrs, keyRouteMetadataContext, protoTerm(a.GetRouteMetadataContext()))
 	}
 	if a.GetTlsSession() != nil {
-		attrs.Insert(ast.StringTerm("tlsSession"), protoTerm(a.GetTlsSession()))
+		attrs = with(attrs, keyTLSSession, protoTerm(a.GetTlsSession()))
 	}
-	h := a.GetRequest().GetHttp()
-	if h == nil {
-		return root, nil
-	}
-	if t := a.GetRequest().GetTime(); t != nil {
-		objectAt(attrs, keyRequest).Insert(ast.StringTerm("time"), ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z")))
-	}
-	httpObj := objectAt(objectAt(attrs, keyRequest), keyHTTP)
-	for k, val := range map[string]string{
-		"id": h.GetId(), "scheme": h.GetScheme(), "protocol": h.GetProtocol(),
-		"query": h.GetQuery(), "fragment": h.GetFragment(), "body": h.GetBody(),
-	} {
-		if val != "" {
-			httpObj.Insert(ast.StringTerm(k), ast.StringTerm(val))
+	if h := a.GetRequest().GetHttp(); h != nil {
+		reqFields := fieldsOf(field(attrs, keyRequest), 1)
+		if t := a.GetRequest().GetTime(); t != nil {
+			reqFields = with(reqFields, keyTime, ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z")))
 		}
-	}
-	if h.GetSize() != 0 {
-		httpObj.Insert(ast.StringTerm("size"), ast.IntNumberTerm(int(h.GetSize())))
-	}
-	// The body, parsed as opa-envoy-plugin does for JSON requests.
-	body := h.GetBody()
-	if body == "" && len(h.GetRawBody()) > 0 {
-		body = string(h.GetRawBody())
-	}
-	if body != "" && strings.HasPrefix(strings.ToLower(h.GetHeaders()["content-type"]), "application/json") {
-		var parsed any
-		if err := json.Unmarshal([]byte(body), &parsed); err == nil {
-			if t, err := ast.InterfaceToValue(parsed); err == nil {
-				root.Insert(keyParsedBody, ast.NewTerm(t))
+		httpFields := fieldsOf(field(reqFields, keyHTTP), 4)
+		for _, kv := range [...]struct {
+			key   *ast.Term
+			value string
+		}{
+			{keyID, h.GetId()},
+			{keyScheme, h.GetScheme()},
+			{keyProtocol, h.GetProtocol()},
+			{keyQuery, h.GetQuery()},
+			{keyFragment, h.GetFragment()},
+			{keyBody, h.GetBody()},
+		} {
+			if kv.value != "" {
+				httpFields = with(httpFields, kv.key, ast.StringTerm(kv.value))
 			}
 		}
+		if h.GetSize() != 0 {
+			httpFields = with(httpFields, keySize, ast.IntNumberTerm(int(h.GetSize())))
+		}
+		reqFields = with(reqFields, keyHTTP, ast.ObjectTerm(httpFields...))
+		attrs = with(attrs, keyRequest, ast.ObjectTerm(reqFields...))
+
+		// The body, parsed as opa-envoy-plugin does for JSON requests.
+		body := h.GetBody()
+		if body == "" && len(h.GetRawBody()) > 0 {
+			body = string(h.GetRawBody())
+		}
+		if body != "" && strings.HasPrefix(strings.ToLower(headerValue(r.Headers, "content-type")), "application/json") {
+			var parsed any
+			if err := json.Unmarshal([]byte(body), &parsed); err == nil {
+				if t, err := ast.InterfaceToValue(parsed); err == nil {
+					root.Insert(keyParsedBody, ast.NewTerm(t))
+				}
+			}
+		}
+		if headerValue(r.Headers, "x-envoy-auth-partial-body") == "true" {
+			root.Insert(keyTruncated, ast.BooleanTerm(true))
+		}
 	}
-	if h.GetHeaders()["x-envoy-auth-partial-body"] == "true" {
-		root.Insert(keyTruncated, ast.BooleanTerm(true))
-	}
+	root.Insert(keyAttributes, ast.ObjectTerm(attrs...))
 	return root, nil
 }
 
-// objectAt returns the object under key, creating it when missing.
-func objectAt(o ast.Object, key *ast.Term) ast.Object {
-	if t := o.Get(key); t != nil {
-		if obj, ok := t.Value.(ast.Object); ok {
-			return obj
+// headerValue returns the value of a header; Envoy sends lower-case names.
+func headerValue(h map[string]string, name string) string {
+	if v, ok := h[name]; ok {
+		return v
+	}
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
 		}
 	}
-	obj := ast.NewObject()
-	o.Insert(key, ast.NewTerm(obj))
-	return obj
+	return ""
 }
 
+// fieldsOf returns the fields of the object t holds (none when t is nil
+// or not an object), with room for extra more.
+func fieldsOf(t *ast.Term, extra int) [][2]*ast.Term {
+	o, _ := termValue(t).(ast.Object)
+	if o == nil {
+		return make([][2]*ast.Term, 0, extra)
+	}
+	kv := make([][2]*ast.Term, 0, o.Len()+extra)
+	o.Foreach(func(k, v *ast.Term) { kv = append(kv, [2]*ast.Term{k, v}) })
+	return kv
+}
+
+func termValue(t *ast.Term) ast.Value {
+	if t == nil {
+		return nil
+	}
+	return t.Value
+}
+
+// field returns the value of key in fields, nil when there is none.
+func field(fields [][2]*ast.Term, key *ast.Term) *ast.Term {
+	for _, kv := range fields {
+		if kv[0].Value.Compare(key.Value) == 0 {
+			return kv[1]
+		}
+	}
+	return nil
+}
+
+// with sets key to value in fields.
+func with(fields [][2]*ast.Term, key, value *ast.Term) [][2]*ast.Term {
+	for i, kv := range fields {
+		if kv[0].Value.Compare(key.Value) == 0 {
+			fields[i][1] = value
+			return fields
+		}
+	}
+	return append(fields, [2]*ast.Term{key, value})
+}
+
+// Keys of the fields added to the input, built once.
 var (
-	keyAddress       = ast.StringTerm("address")
-	keySocketAddress = ast.StringTerm("socketAddress")
-	keyPortValue     = ast.StringTerm("portValue")
-	keyService       = ast.StringTerm("service")
-	keyLabels        = ast.StringTerm("labels")
-	keyCertificate   = ast.StringTerm("certificate")
+	keyAddress              = ast.StringTerm("address")
+	keySocketAddress        = ast.StringTerm("socketAddress")
+	keyPortValue            = ast.StringTerm("portValue")
+	keyService              = ast.StringTerm("service")
+	keyLabels               = ast.StringTerm("labels")
+	keyCertificate          = ast.StringTerm("certificate")
+	keyContextExtensions    = ast.StringTerm("contextExtensions")
+	keyMetadataContext      = ast.StringTerm("metadataContext")
+	keyRouteMetadataContext = ast.StringTerm("routeMetadataContext")
+	keyTLSSession           = ast.StringTerm("tlsSession")
+	keyTime                 = ast.StringTerm("time")
+	keyID                   = ast.StringTerm("id")
+	keyScheme               = ast.StringTerm("scheme")
+	keyProtocol             = ast.StringTerm("protocol")
+	keyQuery                = ast.StringTerm("query")
+	keyFragment             = ast.StringTerm("fragment")
+	keyBody                 = ast.StringTerm("body")
+	keySize                 = ast.StringTerm("size")
 )
 
-// peer adds a peer's address, service, labels and certificate to o, built
-// directly rather than through protojson: this runs on every check.
-func peer(o ast.Object, p *authv3.AttributeContext_Peer) {
+// peer returns the input object of a peer: base (what the engine put
+// there, e.g. the principal) with the peer's address, service, labels and
+// certificate added, built directly rather than through protojson: this
+// runs on every check. Fields of base are kept.
+func peer(base *ast.Term, p *authv3.AttributeContext_Peer) *ast.Term {
+	fields := fieldsOf(base, 2)
 	if sa := p.GetAddress().GetSocketAddress(); sa != nil {
-		s := objectAt(objectAt(o, keyAddress), keySocketAddress)
-		if sa.GetAddress() != "" && s.Get(keyAddress) == nil {
-			s.Insert(keyAddress, ast.StringTerm(sa.GetAddress()))
+		addr := fieldsOf(field(fields, keyAddress), 1)
+		s := fieldsOf(field(addr, keySocketAddress), 2)
+		if sa.GetAddress() != "" && field(s, keyAddress) == nil {
+			s = append(s, [2]*ast.Term{keyAddress, ast.StringTerm(sa.GetAddress())})
 		}
-		if sa.GetPortValue() != 0 && s.Get(keyPortValue) == nil {
-			s.Insert(keyPortValue, ast.UIntNumberTerm(uint64(sa.GetPortValue())))
+		if sa.GetPortValue() != 0 && field(s, keyPortValue) == nil {
+			s = append(s, [2]*ast.Term{keyPortValue, ast.UIntNumberTerm(uint64(sa.GetPortValue()))})
 		}
+		addr = with(addr, keySocketAddress, ast.ObjectTerm(s...))
+		fields = with(fields, keyAddress, ast.ObjectTerm(addr...))
 	}
 	if p.GetService() != "" {
-		o.Insert(keyService, ast.StringTerm(p.GetService()))
+		fields = with(fields, keyService, ast.StringTerm(p.GetService()))
 	}
 	if len(p.GetLabels()) > 0 {
-		kv := make([][2]*ast.Term, 0, len(p.GetLabels()))
-		for k, v := range p.GetLabels() {
-			kv = append(kv, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
-		}
-		o.Insert(keyLabels, ast.ObjectTerm(kv...))
+		fields = with(fields, keyLabels, stringMapTerm(p.GetLabels()))
 	}
 	if p.GetCertificate() != "" {
-		o.Insert(keyCertificate, ast.StringTerm(p.GetCertificate()))
+		fields = with(fields, keyCertificate, ast.StringTerm(p.GetCertificate()))
 	}
+	return ast.ObjectTerm(fields...)
+}
+
+func stringMapTerm(m map[string]string) *ast.Term {
+	kv := make([][2]*ast.Term, 0, len(m))
+	for k, v := range m {
+		kv = append(kv, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+	}
+	return ast.ObjectTerm(kv...)
 }
 
 func protoTerm(m proto.Message) *ast.Term {

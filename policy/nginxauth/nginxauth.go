@@ -34,6 +34,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,8 +99,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if d.ID != "" {
 		w.Header().Set(HeaderDecisionID, d.ID)
 	}
-	// Header values must be one line.
-	w.Header().Set(HeaderReason, strings.NewReplacer("\r", " ", "\n", " ").Replace(d.Reason))
+	w.Header().Set(HeaderReason, reasonHeader(d.Reason))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
 	h.decisions.WithLabelValues(strconv.Itoa(code)).Inc()
@@ -107,6 +107,53 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.opts.Log.V(1).Info("denied", "code", code, "id", d.ID, "reason", d.Reason, "path", r.URL.Path)
 	}
 	_, _ = fmt.Fprintln(w, d.Reason)
+}
+
+// maxReasonHeader bounds the reason header. nginx reads the headers of the
+// auth response into one buffer (proxy_buffer_size, 4 KiB by default) and
+// answers 500 when they do not fit, and a reason can quote the client's
+// path. The body carries the whole reason.
+const maxReasonHeader = 1024
+
+// reasonHeader makes a reason a valid header value: one line, without
+// control characters (whitespace becomes a space, others are escaped),
+// at most maxReasonHeader bytes (the middle of a longer one is left out).
+func reasonHeader(reason string) string {
+	var b strings.Builder
+	for i := 0; i < len(reason); i++ {
+		switch c := reason[i]; {
+		case c == '\r' || c == '\n' || c == '\t':
+			b.WriteByte(' ')
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, "\\x%02x", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	out := b.String()
+	if len(out) <= maxReasonHeader {
+		return out
+	}
+	// Keep the start and the end, which usually says what is wrong with
+	// the quoted path, cutting at character boundaries.
+	head := (maxReasonHeader - len("...")) / 2
+	for head > 0 && !utf8.RuneStart(out[head]) {
+		head--
+	}
+	tail := len(out) - (maxReasonHeader - len("...") - head)
+	for tail < len(out) && !utf8.RuneStart(out[tail]) {
+		tail++
+	}
+	return out[:head] + "..." + out[tail:]
+}
+
+// headersNotForwarded are the subrequest headers that describe the
+// original request or name the caller: they are not headers of the
+// original request.
+var headersNotForwarded = map[string]bool{
+	http.CanonicalHeaderKey(HeaderOriginalURL):     true,
+	http.CanonicalHeaderKey(HeaderOriginalMethod):  true,
+	http.CanonicalHeaderKey(HeaderClientPrincipal): true,
 }
 
 // decide returns the status code and the decision (or a reason).
@@ -188,8 +235,7 @@ func original(r *http.Request) (policy.Request, error) {
 	}
 	req.Headers = map[string]string{}
 	for k, v := range r.Header {
-		switch k {
-		case HeaderOriginalURL, HeaderOriginalMethod, HeaderClientPrincipal:
+		if headersNotForwarded[http.CanonicalHeaderKey(k)] {
 			continue
 		}
 		req.Headers[strings.ToLower(k)] = strings.Join(v, ",")

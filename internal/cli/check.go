@@ -41,8 +41,9 @@ mesh model and decides one request with the same policy engine as the
 ext_authz server, then says why.
 
 --source and --destination name a ServiceAccount as NS/NAME (or sa:NS/NAME),
-or a Service as svc:NS/NAME: a Service stands for the identities of its
-endpoints, and the request is allowed only if every one of them allows it.
+or a Service as svc:NS/NAME, an OCI-style VirtualService as vs:NS/NAME or
+IngressGateway as ig:NS/NAME: these stand for the identities of the pods
+behind them, and the request is allowed only if every one of them allows it.
 
 With --method or --path the request is HTTP (method GET, path / by default).
 Without either it is a TCP connection to --port, which is then required.
@@ -59,8 +60,8 @@ Exit status: 0 allowed, 1 denied, 2 bad usage or unreadable input.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.dir, "dir", "", "directory of manifests and .rego policies (read recursively)")
-	fs.StringVar(&f.source, "source", "", "caller: NS/NAME or sa:NS/NAME (a ServiceAccount), svc:NS/NAME (a Service)")
-	fs.StringVar(&f.destination, "destination", "", "callee: NS/NAME or sa:NS/NAME (a ServiceAccount), svc:NS/NAME (a Service)")
+	fs.StringVar(&f.source, "source", "", "caller: NS/NAME or sa:NS/NAME (a ServiceAccount), svc:NS/NAME (a Service), vs:NS/NAME (a VirtualService), ig:NS/NAME (an IngressGateway)")
+	fs.StringVar(&f.destination, "destination", "", "callee: NS/NAME or sa:NS/NAME (a ServiceAccount), svc:NS/NAME (a Service), vs:NS/NAME (a VirtualService), ig:NS/NAME (an IngressGateway)")
 	fs.Uint32Var(&f.port, "port", 0, "destination port (required for a TCP check)")
 	fs.StringVar(&f.method, "method", "", "HTTP method (default GET when --path is given)")
 	fs.StringVar(&f.path, "path", "", "HTTP request path, with an optional query string (default /)")
@@ -397,11 +398,12 @@ type subjectKind struct {
 }
 
 // subjectKinds are the prefixes --source and --destination accept; the
-// first is the default. VirtualServices (vs:) and IngressGateways (ig:)
-// join them when the model has the OCI-style objects.
+// first is the default.
 var subjectKinds = []*subjectKind{
 	{prefix: "sa", object: "ServiceAccount", resolve: resolveServiceAccount},
 	{prefix: "svc", object: "Service", group: true, resolve: resolveService},
+	{prefix: "vs", object: "VirtualService", group: true, resolve: resolveVirtualService},
+	{prefix: "ig", object: "IngressGateway", group: true, resolve: resolveIngressGateway},
 }
 
 func parseSubject(flag, s string) (subject, error) {
@@ -450,6 +452,43 @@ func (s subject) identities(m *mesh.Model) ([]mesh.Identity, string) {
 // the decision says when it is not.
 func resolveServiceAccount(_ *mesh.Model, ref mesh.Identity) ([]mesh.Identity, string) {
 	return []mesh.Identity{ref}, ""
+}
+
+// resolveVirtualService returns the identities of an OCI-style
+// VirtualService: those of the pods its VirtualDeployments bind.
+func resolveVirtualService(m *mesh.Model, ref mesh.Identity) ([]mesh.Identity, string) {
+	for i := range m.VirtualServices {
+		vs := &m.VirtualServices[i]
+		if vs.Origin.Namespace != ref.Namespace || vs.Origin.Name != ref.Name {
+			continue
+		}
+		var ids []mesh.Identity
+		for _, d := range vs.Deployments {
+			ids = append(ids, d.Identities...)
+		}
+		slices.SortFunc(ids, mesh.Identity.Compare)
+		if ids = slices.Compact(ids); len(ids) > 0 {
+			return ids, ""
+		}
+		return nil, fmt.Sprintf("VirtualService %s has no bound pod with a known identity, so no identity can be checked", ref)
+	}
+	return nil, fmt.Sprintf("VirtualService %s is not in the mesh: no such VirtualService in a member namespace", ref)
+}
+
+// resolveIngressGateway returns the identities of an OCI-style
+// IngressGateway's pods.
+func resolveIngressGateway(m *mesh.Model, ref mesh.Identity) ([]mesh.Identity, string) {
+	for i := range m.Gateways {
+		g := &m.Gateways[i]
+		if g.Origin.Namespace != ref.Namespace || g.Origin.Name != ref.Name {
+			continue
+		}
+		if len(g.Identities) > 0 {
+			return g.Identities, ""
+		}
+		return nil, fmt.Sprintf("IngressGateway %s has no pod with a known identity, so no identity can be checked", ref)
+	}
+	return nil, fmt.Sprintf("IngressGateway %s is not in the mesh: no such IngressGateway in a member namespace", ref)
 }
 
 // resolveService returns the identities of a Service's endpoints.

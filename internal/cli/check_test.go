@@ -318,7 +318,7 @@ func TestCheckUsageErrors(t *testing.T) {
 		"missing source":       {[]string{"check", "--dir", ex, "--destination", "bookstore/bookstore", "--port", "1"}, "--source is required"},
 		"missing destination":  {[]string{"check", "--dir", ex, "--source", "bookstore/bookstore", "--port", "1"}, "--destination is required"},
 		"tcp without port":     {append([]string{"check", "--dir", ex}, base...), "--port is required"},
-		"unknown prefix":       {[]string{"check", "--dir", ex, "--source", "vs:bookstore/bookstore", "--destination", "bookstore/bookstore", "--port", "1"}, `unknown prefix "vs:"`},
+		"unknown prefix":       {[]string{"check", "--dir", ex, "--source", "xx:bookstore/bookstore", "--destination", "bookstore/bookstore", "--port", "1"}, `unknown prefix "xx:"`},
 		"principal not a name": {[]string{"check", "--dir", ex, "--source", "spiffe://cluster.local/ns/a/sa/b", "--destination", "a/b", "--port", "1"}, `unknown prefix "spiffe:"`},
 		"not ns/name":          {[]string{"check", "--dir", ex, "--source", "bookbuyer", "--destination", "a/b", "--port", "1"}, "want NS/NAME"},
 		"bad output":           {append([]string{"check", "--dir", ex, "--port", "1", "-o", "yaml"}, base...), `--output "yaml" is invalid`},

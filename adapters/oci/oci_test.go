@@ -14,6 +14,7 @@ import (
 	"github.com/meshward/meshward/adapters/oci"
 	"github.com/meshward/meshward/adapters/translate"
 	servicemeshv1beta1 "github.com/meshward/meshward/api/servicemesh/v1beta1"
+	"github.com/meshward/meshward/internal/golden"
 	"github.com/meshward/meshward/mesh"
 	"github.com/meshward/meshward/snapshot"
 )
@@ -63,7 +64,7 @@ func TestDeterministic(t *testing.T) {
 			r := rand.New(rand.NewPCG(1, 2))
 			for range 20 {
 				if got := render(t, translate.Build(shuffle(s, r), opts)); !bytes.Equal(got, want) {
-					t.Fatalf("a shuffled snapshot gives a different result:\n%s", lineDiff(string(want), string(got)))
+					t.Fatalf("a shuffled snapshot gives a different result:\n%s", golden.Diff(string(want), string(got)))
 				}
 			}
 		})

@@ -3,7 +3,6 @@ package osm
 import (
 	"bytes"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshward/meshward/adapters/smi"
+	"github.com/meshward/meshward/internal/golden"
 	"github.com/meshward/meshward/mesh"
 	"github.com/meshward/meshward/snapshot"
 )
@@ -52,7 +52,7 @@ func TestGolden(t *testing.T) {
 		t.Fatal("no golden cases in testdata")
 	}
 	if *update {
-		removeStaleOutputs(t, ins)
+		golden.RemoveStaleOutputs(t, ins)
 	}
 	for _, in := range ins {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
@@ -71,28 +71,9 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("%v (run go test ./adapters/osm -update to create it)", err)
 			}
 			if !bytes.Equal(got, want) {
-				t.Errorf("model differs from %s (run with -update to accept):\n%s", out, lineDiff(string(want), string(got)))
+				t.Errorf("model differs from %s (run with -update to accept):\n%s", out, golden.Diff(string(want), string(got)))
 			}
 		})
-	}
-}
-
-func removeStaleOutputs(t *testing.T, ins []string) {
-	t.Helper()
-	outs, err := filepath.Glob(filepath.Join("testdata", "*.out.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := make(map[string]bool, len(ins))
-	for _, in := range ins {
-		have[strings.TrimSuffix(in, ".in.yaml")] = true
-	}
-	for _, out := range outs {
-		if !have[strings.TrimSuffix(out, ".out.yaml")] {
-			if err := os.Remove(out); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 }
 
@@ -115,63 +96,6 @@ func loadCase(t testing.TB, path string) (*snapshot.Snapshot, mesh.Options) {
 			opts.MeshName = v
 		}
 	}
-	s := &snapshot.Snapshot{}
-	dec := snapshot.NewDecoder()
-	for i, doc := range splitDocuments(data) {
-		obj, fs, err := dec.Decode(doc)
-		if err != nil {
-			t.Fatalf("%s: document %d: %v", path, i, err)
-		}
-		if err := s.Add(obj); err != nil {
-			t.Fatalf("%s: document %d: %v", path, i, err)
-		}
-		s.Findings = append(s.Findings, fs...)
-	}
+	s := golden.Decode(t, path, data)
 	return s, opts
-}
-
-// splitDocuments splits YAML on lines that are exactly "---" and drops
-// documents holding only comments and blank lines.
-func splitDocuments(data []byte) [][]byte {
-	var docs [][]byte
-	var cur []string
-	flush := func() {
-		for _, l := range cur {
-			if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") {
-				docs = append(docs, []byte(strings.Join(cur, "\n")))
-				break
-			}
-		}
-		cur = cur[:0]
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.TrimRight(line, "\r") == "---" {
-			flush()
-			continue
-		}
-		cur = append(cur, line)
-	}
-	flush()
-	return docs
-}
-
-// lineDiff shows the first lines where want and got differ.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	shown := 0
-	for i := 0; i < max(len(w), len(g)) && shown < 20; i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			fmt.Fprintf(&b, "line %d:\n  want: %s\n  got:  %s\n", i+1, wl, gl)
-			shown++
-		}
-	}
-	return b.String()
 }

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	policyv1alpha1 "github.com/meshward/meshward/api/osm/policy/v1alpha1"
+	"github.com/meshward/meshward/internal/golden"
 	"github.com/meshward/meshward/mesh"
 	"github.com/meshward/meshward/snapshot"
 )
@@ -61,7 +62,7 @@ func TestDeterministic(t *testing.T) {
 			r := rand.New(rand.NewPCG(1, 2))
 			for range 20 {
 				if got := render(t, build(shuffle(s, r), opts)); !bytes.Equal(got, want) {
-					t.Fatalf("a shuffled snapshot gives a different result:\n%s", lineDiff(string(want), string(got)))
+					t.Fatalf("a shuffled snapshot gives a different result:\n%s", golden.Diff(string(want), string(got)))
 				}
 			}
 		})

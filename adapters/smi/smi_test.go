@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshward/meshward/internal/golden"
 	"github.com/meshward/meshward/mesh"
 	"github.com/meshward/meshward/snapshot"
 )
@@ -86,7 +87,7 @@ func TestDeterministic(t *testing.T) {
 			r := rand.New(rand.NewPCG(1, uint64(len(name))))
 			for range 5 {
 				if got := marshalModel(t, Translate(shuffle(s, r), opts)); !bytes.Equal(got, want) {
-					t.Fatalf("shuffled input gives another model:\n%s", lineDiff(string(want), string(got)))
+					t.Fatalf("shuffled input gives another model:\n%s", golden.Diff(string(want), string(got)))
 				}
 			}
 		})

@@ -3,7 +3,6 @@ package translate
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -18,8 +17,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshward/meshward/adapters/smi"
+	"github.com/meshward/meshward/internal/golden"
 	"github.com/meshward/meshward/mesh"
-	"github.com/meshward/meshward/snapshot"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/<case>.<kind>.yaml from the translator's output and remove stale ones")
@@ -76,7 +75,7 @@ func TestGolden(t *testing.T) {
 					t.Fatalf("%v (run go test ./adapters/envoy/translate -update to create it)", err)
 				}
 				if !bytes.Equal(got, want) {
-					t.Errorf("%s differ from %s (run with -update to accept):\n%s", kind, out, lineDiff(string(want), string(got)))
+					t.Errorf("%s differ from %s (run with -update to accept):\n%s", kind, out, golden.Diff(string(want), string(got)))
 				}
 			}
 		})
@@ -164,7 +163,7 @@ func loadCases(t *testing.T) []goldenCase {
 		if err != nil {
 			t.Fatalf("%s: %v", in, err)
 		}
-		c.build = func() *mesh.Model { return smi.Translate(decode(t, in, data), meshOpts) }
+		c.build = func() *mesh.Model { return smi.Translate(golden.DecodeKnown(t, in, data), meshOpts) }
 		c.model = c.build()
 		cases = append(cases, c)
 	}
@@ -191,53 +190,6 @@ func removeStaleOutputs(t *testing.T, cases []goldenCase) {
 			}
 		}
 	}
-}
-
-// decode reads a multi-document manifest into a snapshot, skipping kinds a
-// snapshot does not hold (such as the example's Deployments).
-func decode(t *testing.T, path string, data []byte) *snapshot.Snapshot {
-	t.Helper()
-	s := &snapshot.Snapshot{}
-	dec := snapshot.NewDecoder()
-	for i, doc := range splitDocuments(data) {
-		obj, fs, err := dec.Decode(doc)
-		if errors.Is(err, snapshot.ErrUnknownKind) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("%s: document %d: %v", path, i, err)
-		}
-		if err := s.Add(obj); err != nil {
-			t.Fatalf("%s: document %d: %v", path, i, err)
-		}
-		s.Findings = append(s.Findings, fs...)
-	}
-	return s
-}
-
-// splitDocuments splits YAML on lines that are exactly "---" and drops
-// documents holding only comments and blank lines.
-func splitDocuments(data []byte) [][]byte {
-	var docs [][]byte
-	var cur []string
-	flush := func() {
-		for _, l := range cur {
-			if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") {
-				docs = append(docs, []byte(strings.Join(cur, "\n")))
-				break
-			}
-		}
-		cur = cur[:0]
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.TrimRight(line, "\r") == "---" {
-			flush()
-			continue
-		}
-		cur = append(cur, line)
-	}
-	flush()
-	return docs
 }
 
 var headerField = regexp.MustCompile(`(\w+):\s*(\S+)`)
@@ -301,25 +253,4 @@ func parseHeader(data []byte) (mesh.Identity, Options, mesh.Options, error) {
 		return id, opts, meshOpts, fmt.Errorf("the options comment must give identity and flavor")
 	}
 	return id, opts, meshOpts, meshOpts.Validate()
-}
-
-// lineDiff shows the first lines where want and got differ.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	shown := 0
-	for i := 0; i < max(len(w), len(g)) && shown < 20; i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			fmt.Fprintf(&b, "line %d:\n  want: %s\n  got:  %s\n", i+1, wl, gl)
-			shown++
-		}
-	}
-	return b.String()
 }

@@ -1,0 +1,117 @@
+// Package golden holds what the golden-file tests of meshward's translators
+// share: splitting a multi-document manifest, decoding it into a snapshot,
+// showing where an output differs from its golden file, and removing
+// golden files whose input is gone. It is used by tests only.
+package golden
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/meshward/meshward/snapshot"
+)
+
+// SplitDocuments splits YAML on lines that are exactly "---" and drops
+// documents holding only comments and blank lines.
+func SplitDocuments(data []byte) [][]byte {
+	var docs [][]byte
+	var cur []string
+	flush := func() {
+		for _, l := range cur {
+			if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") {
+				docs = append(docs, []byte(strings.Join(cur, "\n")))
+				break
+			}
+		}
+		cur = cur[:0]
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimRight(line, "\r") == "---" {
+			flush()
+			continue
+		}
+		cur = append(cur, line)
+	}
+	flush()
+	return docs
+}
+
+// Decode decodes every document of a manifest into a snapshot, failing the
+// test on any document it cannot decode; path names the file in messages.
+func Decode(t testing.TB, path string, data []byte) *snapshot.Snapshot {
+	t.Helper()
+	return decode(t, path, data, false)
+}
+
+// DecodeKnown is Decode skipping the kinds a snapshot does not hold (such
+// as the Deployments of an example directory).
+func DecodeKnown(t testing.TB, path string, data []byte) *snapshot.Snapshot {
+	t.Helper()
+	return decode(t, path, data, true)
+}
+
+func decode(t testing.TB, path string, data []byte, skipUnknown bool) *snapshot.Snapshot {
+	t.Helper()
+	s := &snapshot.Snapshot{}
+	dec := snapshot.NewDecoder()
+	for i, doc := range SplitDocuments(data) {
+		obj, fs, err := dec.Decode(doc)
+		if skipUnknown && errors.Is(err, snapshot.ErrUnknownKind) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: document %d: %v", path, i, err)
+		}
+		if err := s.Add(obj); err != nil {
+			t.Fatalf("%s: document %d: %v", path, i, err)
+		}
+		s.Findings = append(s.Findings, fs...)
+	}
+	return s
+}
+
+// Diff lists the first 20 lines where got differs from want.
+func Diff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	shown := 0
+	for i := 0; i < max(len(w), len(g)) && shown < 20; i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			fmt.Fprintf(&b, "line %d:\n  want: %s\n  got:  %s\n", i+1, wl, gl)
+			shown++
+		}
+	}
+	return b.String()
+}
+
+// RemoveStaleOutputs removes testdata/<case>.out.yaml files whose
+// <case>.in.yaml is not among ins.
+func RemoveStaleOutputs(t testing.TB, ins []string) {
+	t.Helper()
+	outs, err := filepath.Glob(filepath.Join("testdata", "*.out.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := make(map[string]bool, len(ins))
+	for _, in := range ins {
+		have[strings.TrimSuffix(in, ".in.yaml")] = true
+	}
+	for _, out := range outs {
+		if !have[strings.TrimSuffix(out, ".out.yaml")] {
+			if err := os.Remove(out); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

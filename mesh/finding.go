@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -71,4 +72,42 @@ func (f Finding) Compare(o Finding) int {
 		return c
 	}
 	return strings.Compare(f.Message, o.Message)
+}
+
+// FindingList collects findings; the zero value is ready to use.
+type FindingList []Finding
+
+// Errorf adds an Error finding.
+func (l *FindingList) Errorf(obj ObjectRef, field, reason, format string, args ...any) {
+	l.add(SeverityError, obj, field, reason, format, args...)
+}
+
+// Warnf adds a Warning finding.
+func (l *FindingList) Warnf(obj ObjectRef, field, reason, format string, args ...any) {
+	l.add(SeverityWarning, obj, field, reason, format, args...)
+}
+
+func (l *FindingList) add(sev Severity, obj ObjectRef, field, reason, format string, args ...any) {
+	*l = append(*l, Finding{
+		Object:   obj,
+		Field:    field,
+		Severity: sev,
+		Reason:   reason,
+		Message:  fmt.Sprintf(format, args...),
+	})
+}
+
+// SortFindings orders findings totally (Finding.Compare, then severity and
+// reason) and removes exact duplicates: the order of Model.Findings.
+func SortFindings(fs []Finding) []Finding {
+	slices.SortFunc(fs, func(a, b Finding) int {
+		if c := a.Compare(b); c != 0 {
+			return c
+		}
+		if c := strings.Compare(string(a.Severity), string(b.Severity)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Reason, b.Reason)
+	})
+	return slices.Compact(fs)
 }

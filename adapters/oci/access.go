@@ -25,7 +25,7 @@ func (t *translator) translatePolicies() ([]mesh.AccessRule, []mesh.EgressRule) 
 			continue
 		}
 		if len(o.Spec.Rules) == 0 {
-			t.fs.warnf(r, "spec.rules", ReasonInvalidRule, "the AccessPolicy has no rules; it allows nothing")
+			t.fs.Warnf(r, "spec.rules", ReasonInvalidRule, "the AccessPolicy has no rules; it allows nothing")
 		}
 		for i := range o.Spec.Rules {
 			a, e := t.policyRule(r, ms, i, &o.Spec.Rules[i])
@@ -46,7 +46,7 @@ func ruleName(i int) string { return fmt.Sprintf("rules[%d]", i) }
 func (t *translator) policyRule(ap mesh.ObjectRef, ms *meshState, i int, rule *servicemeshv1beta1.AccessPolicyRule) ([]mesh.AccessRule, *mesh.EgressRule) {
 	field := "spec." + ruleName(i)
 	if rule.Action != servicemeshv1beta1.ActionAllow {
-		t.fs.errorf(ap, field+".action", ReasonUnsupportedAction,
+		t.fs.Errorf(ap, field+".action", ReasonUnsupportedAction,
 			"action %q is not supported, only ALLOW; the rule is ignored", rule.Action)
 		return nil, nil
 	}
@@ -57,7 +57,7 @@ func (t *translator) policyRule(ap mesh.ObjectRef, ms *meshState, i int, rule *s
 	d := &rule.Destination
 	dfield := field + ".destination"
 	if n := count(d.AllVirtualServices != nil, d.VirtualService != nil, d.ExternalService != nil); n != 1 {
-		t.fs.errorf(ap, dfield, ReasonInvalidDestination,
+		t.fs.Errorf(ap, dfield, ReasonInvalidDestination,
 			"sets %d of allVirtualServices, virtualService and externalService, and exactly one must be set; the rule is ignored", n)
 		return nil, nil
 	}
@@ -69,7 +69,7 @@ func (t *translator) policyRule(ap mesh.ObjectRef, ms *meshState, i int, rule *s
 		e.Name = ruleName(i)
 		e.Sources = sources
 		if len(sources) == 0 {
-			t.fs.warnf(ap, field+".source", ReasonNoIdentities, "the source has no identity yet; the rule allows nothing until it has")
+			t.fs.Warnf(ap, field+".source", ReasonNoIdentities, "the source has no identity yet; the rule allows nothing until it has")
 		}
 		return nil, &e
 	}
@@ -85,10 +85,10 @@ func (t *translator) policyRule(ap mesh.ObjectRef, ms *meshState, i int, rule *s
 	}
 	switch {
 	case len(dests) == 0:
-		t.fs.warnf(ap, dfield, ReasonNoIdentities, "the destination has no identity yet; the rule allows nothing until it has")
+		t.fs.Warnf(ap, dfield, ReasonNoIdentities, "the destination has no identity yet; the rule allows nothing until it has")
 		return nil, nil
 	case len(sources) == 0:
-		t.fs.warnf(ap, field+".source", ReasonNoIdentities, "the source has no identity yet; the rule allows nothing until it has")
+		t.fs.Warnf(ap, field+".source", ReasonNoIdentities, "the source has no identity yet; the rule allows nothing until it has")
 		return nil, nil
 	}
 	name := ruleName(i)
@@ -115,7 +115,7 @@ func count(bs ...bool) int {
 // ok is false when the rule is ignored.
 func (t *translator) sourceIdentities(ap mesh.ObjectRef, ms *meshState, field string, s *servicemeshv1beta1.TrafficSource) ([]mesh.Identity, bool) {
 	if n := count(s.AllVirtualServices != nil, s.VirtualService != nil, s.IngressGateway != nil); n != 1 {
-		t.fs.errorf(ap, field, ReasonInvalidSource,
+		t.fs.Errorf(ap, field, ReasonInvalidSource,
 			"sets %d of allVirtualServices, virtualService and ingressGateway, and exactly one must be set; the rule is ignored", n)
 		return nil, false
 	}
@@ -134,7 +134,7 @@ func (t *translator) sourceIdentities(ap mesh.ObjectRef, ms *meshState, field st
 		return nil, false
 	}
 	if gw.mesh != ms {
-		t.fs.errorf(ap, field+".ingressGateway", ReasonWrongMesh,
+		t.fs.Errorf(ap, field+".ingressGateway", ReasonWrongMesh,
 			"%s belongs to %s, not to the AccessPolicy's %s; the rule is ignored", gw.ref, gw.mesh.ref, ms.ref)
 		return nil, false
 	}
@@ -148,7 +148,7 @@ func (t *translator) policyVirtualService(ap mesh.ObjectRef, ms *meshState, fiel
 		return nil, false
 	}
 	if vs.mesh != ms {
-		t.fs.errorf(ap, field, ReasonWrongMesh,
+		t.fs.Errorf(ap, field, ReasonWrongMesh,
 			"%s belongs to %s, not to the AccessPolicy's %s; the rule is ignored", vs.ref, vs.mesh.ref, ms.ref)
 		return nil, false
 	}
@@ -184,7 +184,7 @@ func (t *translator) meshIdentities(ms *meshState) []mesh.Identity {
 func (t *translator) egressRule(ap mesh.ObjectRef, field string, es *servicemeshv1beta1.ExternalService) (mesh.EgressRule, bool) {
 	e := mesh.EgressRule{Origin: ap}
 	if n := count(es.TCPExternalService != nil, es.HTTPExternalService != nil, es.HTTPSExternalService != nil); n != 1 {
-		t.fs.errorf(ap, field, ReasonInvalidDestination,
+		t.fs.Errorf(ap, field, ReasonInvalidDestination,
 			"sets %d of tcpExternalService, httpExternalService and httpsExternalService, and exactly one must be set; the rule is ignored", n)
 		return e, false
 	}
@@ -197,12 +197,12 @@ func (t *translator) egressRule(ap mesh.ObjectRef, field string, es *servicemesh
 		for j, c := range es.TCPExternalService.IPAddresses {
 			p, err := netip.ParsePrefix(strings.TrimSpace(c))
 			if err != nil {
-				t.fs.errorf(ap, fmt.Sprintf("%s.ipAddresses[%d]", field, j), ReasonInvalidCIDR,
+				t.fs.Errorf(ap, fmt.Sprintf("%s.ipAddresses[%d]", field, j), ReasonInvalidCIDR,
 					"%q is not a CIDR block (%v); it is ignored", c, err)
 				continue
 			}
 			if p.Masked() != p {
-				t.fs.warnf(ap, fmt.Sprintf("%s.ipAddresses[%d]", field, j), ReasonNonCanonicalCIDR,
+				t.fs.Warnf(ap, fmt.Sprintf("%s.ipAddresses[%d]", field, j), ReasonNonCanonicalCIDR,
 					"%s has host bits set; %s is used", c, p.Masked())
 			}
 			e.CIDRs = append(e.CIDRs, p.Masked().String())
@@ -221,7 +221,7 @@ func (t *translator) egressRule(ap mesh.ObjectRef, field string, es *servicemesh
 		ports = hs.Ports
 		for j, h := range hs.Hostnames {
 			if !validHostname(h) {
-				t.fs.errorf(ap, fmt.Sprintf("%s.hostnames[%d]", field, j), ReasonInvalidHostname,
+				t.fs.Errorf(ap, fmt.Sprintf("%s.hostnames[%d]", field, j), ReasonInvalidHostname,
 					"%q is not a host name (a wildcard may only be a leading \"*.\"); it is ignored", h)
 				continue
 			}
@@ -232,7 +232,7 @@ func (t *translator) egressRule(ap mesh.ObjectRef, field string, es *servicemesh
 	}
 	for j, p := range ports {
 		if p < 1 || p > 65535 {
-			t.fs.errorf(ap, fmt.Sprintf("%s.ports[%d]", field, j), ReasonInvalidPort,
+			t.fs.Errorf(ap, fmt.Sprintf("%s.ports[%d]", field, j), ReasonInvalidPort,
 				"port %d is not between 1 and 65535; it is ignored", p)
 			continue
 		}
@@ -241,11 +241,11 @@ func (t *translator) egressRule(ap mesh.ObjectRef, field string, es *servicemesh
 	slices.Sort(e.Ports)
 	e.Ports = slices.Compact(e.Ports)
 	if len(e.Hosts) == 0 && len(e.CIDRs) == 0 {
-		t.fs.errorf(ap, field, ReasonInvalidDestination, "the external service names no usable address; the rule is ignored")
+		t.fs.Errorf(ap, field, ReasonInvalidDestination, "the external service names no usable address; the rule is ignored")
 		return e, false
 	}
 	if len(ports) > 0 && len(e.Ports) == 0 {
-		t.fs.errorf(ap, field+".ports", ReasonInvalidPort, "no port is usable; the rule is ignored rather than allowing every port")
+		t.fs.Errorf(ap, field+".ports", ReasonInvalidPort, "no port is usable; the rule is ignored rather than allowing every port")
 		return e, false
 	}
 	return e, true

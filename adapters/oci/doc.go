@@ -7,7 +7,7 @@
 // on the same snapshot: it reads the model's member namespaces, services
 // and splits, adds access rules, splits, mesh.Model.VirtualServices,
 // Gateways and Egress, and appends its findings, keeping them sorted as
-// osm.SortFindings does. It never modifies the snapshot, and equal
+// mesh.SortFindings does. It never modifies the snapshot, and equal
 // snapshots give equal models whatever the order of their objects. When a
 // snapshot holds two objects of one kind with the same namespace and name,
 // the first is used. Conditions derives the status conditions of an object

@@ -1,8 +1,6 @@
 package oci
 
 import (
-	"fmt"
-
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -67,25 +65,7 @@ var dependencyReasons = map[string]bool{
 }
 
 // findings collects findings; the zero value is ready to use.
-type findings []mesh.Finding
-
-func (f *findings) add(sev mesh.Severity, obj mesh.ObjectRef, field, reason, format string, args ...any) {
-	*f = append(*f, mesh.Finding{
-		Object:   obj,
-		Field:    field,
-		Severity: sev,
-		Reason:   reason,
-		Message:  fmt.Sprintf(format, args...),
-	})
-}
-
-func (f *findings) errorf(obj mesh.ObjectRef, field, reason, format string, args ...any) {
-	f.add(mesh.SeverityError, obj, field, reason, format, args...)
-}
-
-func (f *findings) warnf(obj mesh.ObjectRef, field, reason, format string, args ...any) {
-	f.add(mesh.SeverityWarning, obj, field, reason, format, args...)
-}
+type findings = mesh.FindingList
 
 func ref(kind, namespace, name string) mesh.ObjectRef {
 	return mesh.ObjectRef{Kind: kind, Namespace: namespace, Name: name}

@@ -49,7 +49,7 @@ func (t *translator) gatewayRouteRule(tb table, gw *gwState, i int, rule *servic
 		rr.Priority = tb.priority
 	}
 	if n := count(rule.HTTPRoute != nil, rule.TCPRoute != nil, rule.TLSPassthroughRoute != nil); n != 1 {
-		t.fs.errorf(tb.ref, field, ReasonInvalidRule,
+		t.fs.Errorf(tb.ref, field, ReasonInvalidRule,
 			"sets %d of httpRoute, tcpRoute and tlsPassthroughRoute, and exactly one must be set; the rule is ignored", n)
 		return rr, false
 	}
@@ -95,7 +95,7 @@ func (t *translator) gatewayRouteRule(tb table, gw *gwState, i int, rule *servic
 			continue
 		}
 		if vs.mesh != gw.mesh {
-			t.fs.errorf(tb.ref, dfield+".virtualService", ReasonWrongMesh,
+			t.fs.Errorf(tb.ref, dfield+".virtualService", ReasonWrongMesh,
 				"%s belongs to %s, not to the gateway's %s; the destination is ignored", vs.ref, vs.mesh.ref, gw.mesh.ref)
 			continue
 		}
@@ -120,7 +120,7 @@ func (t *translator) gatewayRouteRule(tb table, gw *gwState, i int, rule *servic
 func (t *translator) gatewayHost(tbl mesh.ObjectRef, field string, gw *gwState, h *servicemeshv1beta1.IngressGatewayHostRef, rr *mesh.RouteRule) bool {
 	i := slices.IndexFunc(gw.out.Hosts, func(gh mesh.GatewayHost) bool { return gh.Name == h.Name })
 	if i < 0 {
-		t.fs.errorf(tbl, field+".name", ReasonUnknownHost, "%s has no host named %q; the rule is ignored", gw.ref, h.Name)
+		t.fs.Errorf(tbl, field+".name", ReasonUnknownHost, "%s has no host named %q; the rule is ignored", gw.ref, h.Name)
 		return false
 	}
 	rr.GatewayHost = h.Name
@@ -128,7 +128,7 @@ func (t *translator) gatewayHost(tbl mesh.ObjectRef, field string, gw *gwState, 
 		return true
 	}
 	if !slices.ContainsFunc(gw.out.Hosts[i].Listeners, func(l mesh.GatewayListener) bool { return l.Port == *h.Port }) {
-		t.fs.errorf(tbl, field+".port", ReasonUnknownHost, "host %q of %s has no listener on port %d; the rule is ignored", h.Name, gw.ref, *h.Port)
+		t.fs.Errorf(tbl, field+".port", ReasonUnknownHost, "host %q of %s has no listener on port %d; the rule is ignored", h.Name, gw.ref, *h.Port)
 		return false
 	}
 	rr.GatewayPort = *h.Port

@@ -25,7 +25,7 @@ func (t *translator) translateBindings() {
 		}
 		target := o.Spec.Target.Service
 		if target.Ref.Name == "" {
-			t.fs.errorf(r, "spec.target.service.ref.name", ReasonInvalidReference, "names no Service; the binding is ignored")
+			t.fs.Errorf(r, "spec.target.service.ref.name", ReasonInvalidReference, "names no Service; the binding is ignored")
 			continue
 		}
 		key := nsName{target.Ref.Namespace, target.Ref.Name}
@@ -35,11 +35,11 @@ func (t *translator) translateBindings() {
 		svc := t.services[key]
 		if svc == nil {
 			if !t.members[key.Namespace] {
-				t.fs.errorf(r, "spec.target.service.ref", ReasonUnknownService,
+				t.fs.Errorf(r, "spec.target.service.ref", ReasonUnknownService,
 					"Service %s is in namespace %q, which lacks label %s=%s; the binding is ignored",
 					key, key.Namespace, mesh.NamespaceLabel, t.m.Options.MeshName)
 			} else {
-				t.fs.errorf(r, "spec.target.service.ref", ReasonUnknownService,
+				t.fs.Errorf(r, "spec.target.service.ref", ReasonUnknownService,
 					"Service %s does not exist; the binding is ignored", key)
 			}
 			continue
@@ -48,7 +48,7 @@ func (t *translator) translateBindings() {
 		vd.services = append(vd.services, mesh.ServiceKey{Namespace: key.Namespace, Name: key.Name})
 		ids := t.boundIdentities(svc, target.MatchLabels)
 		if len(ids) == 0 {
-			t.fs.warnf(r, "spec.target.service", ReasonNoPods,
+			t.fs.Warnf(r, "spec.target.service", ReasonNoPods,
 				"no pod of Service %s%s is known yet; the binding gives %s no identity until one is",
 				key, describeLabels(target.MatchLabels), vd.ref)
 		}
@@ -133,10 +133,10 @@ func (t *translator) finishDeployments() {
 		slices.SortFunc(vd.bindings, mesh.ObjectRef.Compare)
 		switch {
 		case len(vd.bindings) == 0:
-			t.fs.warnf(vd.ref, "", ReasonNotBound,
+			t.fs.Warnf(vd.ref, "", ReasonNotBound,
 				"no VirtualDeploymentBinding binds pods to the VirtualDeployment; it has no identity, and AccessPolicies give it no access")
 		case len(vd.ids) == 0:
-			t.fs.warnf(vd.ref, "", ReasonNoPods,
+			t.fs.Warnf(vd.ref, "", ReasonNoPods,
 				"its bindings select no known pod yet; it has no identity, and AccessPolicies give it no access until they do")
 		}
 		for _, id := range vd.ids {
@@ -147,7 +147,7 @@ func (t *translator) finishDeployments() {
 		for _, vd := range vds {
 			for _, other := range vds {
 				if other.vs != vd.vs {
-					t.fs.warnf(vd.ref, "", ReasonSharedIdentity,
+					t.fs.Warnf(vd.ref, "", ReasonSharedIdentity,
 						"ServiceAccount %s is also an identity of %s, of %s; access allowed to or from either applies to both",
 						id, other.ref, other.vs.ref)
 				}
@@ -184,7 +184,7 @@ func (t *translator) translateGateways() {
 		seen := map[string]bool{}
 		for i, h := range o.Spec.Hosts {
 			if seen[h.Name] {
-				t.fs.errorf(r, fmt.Sprintf("spec.hosts[%d].name", i), ReasonInvalidValue,
+				t.fs.Errorf(r, fmt.Sprintf("spec.hosts[%d].name", i), ReasonInvalidValue,
 					"host name %q is used by an earlier host; this host is ignored", h.Name)
 				continue
 			}
@@ -200,7 +200,7 @@ func (t *translator) translateGateways() {
 				case servicemeshv1beta1.GatewayTLSPassthrough:
 					ml.Protocol = mesh.RouteTLSPassthrough
 				default:
-					t.fs.errorf(r, fmt.Sprintf("spec.hosts[%d].listeners[%d].protocol", i, j), ReasonInvalidValue,
+					t.fs.Errorf(r, fmt.Sprintf("spec.hosts[%d].listeners[%d].protocol", i, j), ReasonInvalidValue,
 						"protocol %q is not HTTP, TCP or TLS_PASSTHROUGH; the listener is ignored", l.Protocol)
 					continue
 				}
@@ -224,7 +224,7 @@ func (t *translator) translateGateways() {
 		gw.out.Deployments = append(gw.out.Deployments, r)
 		ids := t.gatewayIdentities(o.Namespace, o.Name)
 		if len(ids) == 0 {
-			t.fs.warnf(r, "", ReasonNoPods,
+			t.fs.Warnf(r, "", ReasonNoPods,
 				"no pod labelled %s=%s is known yet; %s has no identity from it until one is",
 				servicemeshv1beta1.LabelIngressGatewayDeployment, o.Name, gw.ref)
 		}

@@ -69,7 +69,7 @@ func (t *translator) translateRouteTables() {
 	slices.SortFunc(entries, func(a, b entry) int { return compareTables(a.tb, b.tb) })
 	for _, e := range entries {
 		if len(e.obj.Spec.RouteRules) == 0 {
-			t.fs.warnf(e.tb.ref, "spec.routeRules", ReasonInvalidRule, "the route table has no rules; it routes nothing")
+			t.fs.Warnf(e.tb.ref, "spec.routeRules", ReasonInvalidRule, "the route table has no rules; it routes nothing")
 		}
 		for i := range e.obj.Spec.RouteRules {
 			if rr, ok := t.vsRouteRule(e.tb, e.vs, i, &e.obj.Spec.RouteRules[i]); ok {
@@ -100,7 +100,7 @@ func (t *translator) checkPriority(tb *table) {
 		return
 	}
 	clamped := min(max(tb.priority, 0), 1000)
-	t.fs.warnf(tb.ref, "spec.priority", ReasonInvalidValue, "priority %d is not between 0 and 1000; %d is used", tb.priority, clamped)
+	t.fs.Warnf(tb.ref, "spec.priority", ReasonInvalidValue, "priority %d is not between 0 and 1000; %d is used", tb.priority, clamped)
 	tb.priority = clamped
 }
 
@@ -113,7 +113,7 @@ func (t *translator) vsRouteRule(tb table, vs *vsState, i int, rule *servicemesh
 		rr.Priority = 0
 	}
 	if n := count(rule.HTTPRoute != nil, rule.TCPRoute != nil, rule.TLSPassthroughRoute != nil); n != 1 {
-		t.fs.errorf(tb.ref, field, ReasonInvalidRule,
+		t.fs.Errorf(tb.ref, field, ReasonInvalidRule,
 			"sets %d of httpRoute, tcpRoute and tlsPassthroughRoute, and exactly one must be set; the rule is ignored", n)
 		return rr, false
 	}
@@ -154,7 +154,7 @@ func (t *translator) vsRouteRule(tb table, vs *vsState, i int, rule *servicemesh
 			continue
 		}
 		if vd.vs != vs {
-			t.fs.errorf(tb.ref, dfield+".virtualDeployment", ReasonWrongVirtualService,
+			t.fs.Errorf(tb.ref, dfield+".virtualDeployment", ReasonWrongVirtualService,
 				"%s serves %s, not %s; the destination is ignored", vd.ref, vd.vs.ref, vs.ref)
 			continue
 		}
@@ -173,12 +173,12 @@ func (t *translator) vsRouteRule(tb table, vs *vsState, i int, rule *servicemesh
 func (t *translator) backend(tbl mesh.ObjectRef, field string, target mesh.ObjectRef, weight int32, port *int32) (mesh.RouteBackend, bool) {
 	b := mesh.RouteBackend{Target: target, Weight: weight}
 	if weight < 0 || weight > 100 {
-		t.fs.errorf(tbl, field+".weight", ReasonInvalidWeight, "weight %d is not between 0 and 100; the destination is ignored", weight)
+		t.fs.Errorf(tbl, field+".weight", ReasonInvalidWeight, "weight %d is not between 0 and 100; the destination is ignored", weight)
 		return b, false
 	}
 	if port != nil {
 		if *port < 1 || *port > 65535 {
-			t.fs.errorf(tbl, field+".port", ReasonInvalidPort, "port %d is not between 1 and 65535; the destination is ignored", *port)
+			t.fs.Errorf(tbl, field+".port", ReasonInvalidPort, "port %d is not between 1 and 65535; the destination is ignored", *port)
 			return b, false
 		}
 		b.Port = *port
@@ -193,7 +193,7 @@ func (t *translator) checkWeights(tbl mesh.ObjectRef, field string, rr *mesh.Rou
 		total += b.Weight
 	}
 	if total == 0 {
-		t.fs.errorf(tbl, field+".destinations", ReasonZeroTotalWeight,
+		t.fs.Errorf(tbl, field+".destinations", ReasonZeroTotalWeight,
 			"the usable destinations' weights sum to 0; the rule routes nothing")
 	}
 }
@@ -203,12 +203,12 @@ func (t *translator) checkWeights(tbl mesh.ObjectRef, field string, rr *mesh.Rou
 func (t *translator) httpMatch(tbl mesh.ObjectRef, field, name string, path *string, pathType servicemeshv1beta1.PathType, isGrpc *bool) (*mesh.HTTPMatch, bool) {
 	m := &mesh.HTTPMatch{Group: tbl, Name: name}
 	if pathType != "" && pathType != servicemeshv1beta1.PathPrefix {
-		t.fs.errorf(tbl, field+".pathType", ReasonInvalidValue, "path type %q is not PREFIX; the rule is ignored", pathType)
+		t.fs.Errorf(tbl, field+".pathType", ReasonInvalidValue, "path type %q is not PREFIX; the rule is ignored", pathType)
 		return nil, false
 	}
 	if path != nil && *path != "" {
 		if !strings.HasPrefix(*path, "/") {
-			t.fs.errorf(tbl, field+".path", ReasonInvalidPath, "path %q does not start with \"/\"; the rule is ignored", *path)
+			t.fs.Errorf(tbl, field+".path", ReasonInvalidPath, "path %q does not start with \"/\"; the rule is ignored", *path)
 			return nil, false
 		}
 		if *path != "/" {
@@ -256,7 +256,7 @@ func (t *translator) split(vs *vsState, roots map[mesh.ServiceKey]mesh.ObjectRef
 	}
 	first := routes[0].Origin
 	if vs.out.Service == nil {
-		t.fs.warnf(vs.ref, "spec.hosts", ReasonNoRootService,
+		t.fs.Warnf(vs.ref, "spec.hosts", ReasonNoRootService,
 			"no host names a Service of the mesh (<name>.<namespace>.svc...), so the routing of its route tables is recorded but not applied")
 		return mesh.Split{}, false
 	}
@@ -271,14 +271,14 @@ func (t *translator) split(vs *vsState, roots map[mesh.ServiceKey]mesh.ObjectRef
 			}
 		}
 		if problem != "" {
-			t.fs.errorf(rr.Origin, "spec."+rr.Name, ReasonRoutingNotApplied,
+			t.fs.Errorf(rr.Origin, "spec."+rr.Name, ReasonRoutingNotApplied,
 				"%s; no route rule of %s is applied, and its requests go to Service %s", problem, vs.ref, sp.Service)
 			return mesh.Split{}, false
 		}
 		if i == 0 {
 			sp.Backends = backends
 		} else if !slices.Equal(backends, sp.Backends) {
-			t.fs.errorf(rr.Origin, "spec."+rr.Name, ReasonRoutingNotApplied,
+			t.fs.Errorf(rr.Origin, "spec."+rr.Name, ReasonRoutingNotApplied,
 				"the rule sends traffic elsewhere than %s %s, and meshward applies one weighted split per Service; no route rule of %s is applied, and its requests go to Service %s",
 				routes[0].Origin, routes[0].Name, vs.ref, sp.Service)
 			return mesh.Split{}, false
@@ -294,12 +294,12 @@ func (t *translator) split(vs *vsState, roots map[mesh.ServiceKey]mesh.ObjectRef
 	} else {
 		sp.Matched = true
 		if vs.out.DefaultRouting == string(servicemeshv1beta1.RoutingDeny) {
-			t.fs.warnf(vs.ref, "spec.defaultRoutingPolicy.type", ReasonDefaultDenyNotApplied,
+			t.fs.Warnf(vs.ref, "spec.defaultRoutingPolicy.type", ReasonDefaultDenyNotApplied,
 				"requests that match no route rule go to Service %s; meshward does not refuse them", sp.Service)
 		}
 	}
 	if other, taken := roots[sp.Service]; taken {
-		t.fs.errorf(first, "spec.virtualService", ReasonConflictingSplit,
+		t.fs.Errorf(first, "spec.virtualService", ReasonConflictingSplit,
 			"%s already splits Service %s; the routing of %s is not applied", other, sp.Service, vs.ref)
 		return mesh.Split{}, false
 	}

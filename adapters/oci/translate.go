@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/meshward/meshward/adapters/osm"
 	servicemeshv1beta1 "github.com/meshward/meshward/api/servicemesh/v1beta1"
 	"github.com/meshward/meshward/mesh"
 	"github.com/meshward/meshward/snapshot"
@@ -123,7 +122,7 @@ func Translate(s *snapshot.Snapshot, m *mesh.Model) {
 		m.Egress = append(m.Egress, egress...)
 	}
 	if len(t.fs) > 0 {
-		m.Findings = osm.SortFindings(append(m.Findings, t.fs...))
+		m.Findings = mesh.SortFindings(append(m.Findings, t.fs...))
 	}
 }
 
@@ -142,7 +141,7 @@ func members[T any](t *translator, kind string, items []T, meta func(*T) *metav1
 	for i := range items {
 		md := meta(&items[i])
 		if !t.members[md.Namespace] {
-			t.fs.warnf(ref(kind, md.Namespace, md.Name), "metadata.namespace", ReasonNotInMesh,
+			t.fs.Warnf(ref(kind, md.Namespace, md.Name), "metadata.namespace", ReasonNotInMesh,
 				"namespace %q lacks label %s=%s; the %s is ignored", md.Namespace, mesh.NamespaceLabel, t.m.Options.MeshName, kind)
 			continue
 		}
@@ -211,17 +210,17 @@ func podIdentity(p *corev1.Pod) mesh.Identity {
 func (t *translator) resolve(obj mesh.ObjectRef, field, kind string, r servicemeshv1beta1.RefOrID, then string) (nsName, bool) {
 	switch {
 	case r.Ref != nil && r.ID != "":
-		t.fs.errorf(obj, field, ReasonInvalidReference, "sets both ref and id, and exactly one must be set; %s", then)
+		t.fs.Errorf(obj, field, ReasonInvalidReference, "sets both ref and id, and exactly one must be set; %s", then)
 		return nsName{}, false
 	case r.Ref == nil && r.ID == "":
-		t.fs.errorf(obj, field, ReasonInvalidReference, "sets neither ref nor id, and exactly one must be set; %s", then)
+		t.fs.Errorf(obj, field, ReasonInvalidReference, "sets neither ref nor id, and exactly one must be set; %s", then)
 		return nsName{}, false
 	case r.Ref == nil:
-		t.fs.errorf(obj, field+".id", ReasonUnresolvableID,
+		t.fs.Errorf(obj, field+".id", ReasonUnresolvableID,
 			"names a %s by OCID %q only, and meshward resolves references by name (ref); %s", kind, r.ID, then)
 		return nsName{}, false
 	case r.Ref.Name == "":
-		t.fs.errorf(obj, field+".ref.name", ReasonInvalidReference, "names no %s; %s", kind, then)
+		t.fs.Errorf(obj, field+".ref.name", ReasonInvalidReference, "names no %s; %s", kind, then)
 		return nsName{}, false
 	}
 	k := nsName{r.Ref.Namespace, r.Ref.Name}
@@ -241,7 +240,7 @@ func lookup[V any](t *translator, idx map[nsName]V, obj mesh.ObjectRef, field, k
 	}
 	v, ok := idx[k]
 	if !ok {
-		t.fs.errorf(obj, field+".ref", ReasonUnknownReference,
+		t.fs.Errorf(obj, field+".ref", ReasonUnknownReference,
 			"%s %s does not exist in a namespace of the mesh, or is not usable; %s", kind, k, then)
 	}
 	return v, ok
@@ -254,7 +253,7 @@ func (t *translator) translateMeshes() {
 		ms := &meshState{ref: ref(KindMesh, o.Namespace, o.Name), minimum: servicemeshv1beta1.MTLSDisabled}
 		if o.Spec.MTLS != nil {
 			if o.Spec.MTLS.Minimum.Rank() < 0 {
-				t.fs.errorf(ms.ref, "spec.mtls.minimum", ReasonInvalidValue,
+				t.fs.Errorf(ms.ref, "spec.mtls.minimum", ReasonInvalidValue,
 					"mtls minimum %q is not DISABLED, PERMISSIVE or STRICT; STRICT is assumed", o.Spec.MTLS.Minimum)
 				ms.minimum = servicemeshv1beta1.MTLSStrict
 			} else {
@@ -289,7 +288,7 @@ func (t *translator) translateVirtualServices() {
 			case servicemeshv1beta1.RoutingUniform, servicemeshv1beta1.RoutingDeny:
 				vs.out.DefaultRouting = string(p.Type)
 			default:
-				t.fs.errorf(r, "spec.defaultRoutingPolicy.type", ReasonInvalidValue,
+				t.fs.Errorf(r, "spec.defaultRoutingPolicy.type", ReasonInvalidValue,
 					"routing policy %q is not UNIFORM or DENY; UNIFORM is used", p.Type)
 			}
 		}
@@ -306,12 +305,12 @@ func (t *translator) mtlsMode(vs *vsState) servicemeshv1beta1.MTLSMode {
 	}
 	mode := vs.obj.Spec.MTLS.Mode
 	if mode.Rank() < 0 {
-		t.fs.errorf(vs.ref, "spec.mtls.mode", ReasonInvalidValue,
+		t.fs.Errorf(vs.ref, "spec.mtls.mode", ReasonInvalidValue,
 			"mtls mode %q is not DISABLED, PERMISSIVE or STRICT; the Mesh's minimum %s is used", mode, floor)
 		return floor
 	}
 	if mode.Rank() < floor.Rank() {
-		t.fs.warnf(vs.ref, "spec.mtls.mode", ReasonMTLSBelowMinimum,
+		t.fs.Warnf(vs.ref, "spec.mtls.mode", ReasonMTLSBelowMinimum,
 			"mtls mode %s is below the minimum %s of %s; %s is used", mode, floor, vs.mesh.ref, floor)
 		return floor
 	}
@@ -367,11 +366,11 @@ func (t *translator) translateVirtualDeployments() {
 		vd := &vdState{obj: o, ref: r, vs: vs, grpc: len(o.Spec.Listener) > 0}
 		for i, l := range o.Spec.Listener {
 			if _, ok := listenerProtocol(l.Protocol); !ok {
-				t.fs.errorf(r, fmt.Sprintf("spec.listener[%d].protocol", i), ReasonInvalidValue,
+				t.fs.Errorf(r, fmt.Sprintf("spec.listener[%d].protocol", i), ReasonInvalidValue,
 					"protocol %q is not HTTP, HTTP2, GRPC, TCP or TLS_PASSTHROUGH; the listener is ignored", l.Protocol)
 			}
 			if l.Port < 1 || l.Port > 65535 {
-				t.fs.errorf(r, fmt.Sprintf("spec.listener[%d].port", i), ReasonInvalidPort,
+				t.fs.Errorf(r, fmt.Sprintf("spec.listener[%d].port", i), ReasonInvalidPort,
 					"port %d is not between 1 and 65535; the listener is ignored", l.Port)
 			}
 			if l.Protocol != servicemeshv1beta1.ProtocolGRPC {

@@ -2,8 +2,6 @@ package osm
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/meshward/meshward/mesh"
 )
@@ -35,41 +33,7 @@ const (
 )
 
 // findings collects findings; the zero value is ready to use.
-type findings []mesh.Finding
-
-func (f *findings) add(sev mesh.Severity, obj mesh.ObjectRef, field, reason, format string, args ...any) {
-	*f = append(*f, mesh.Finding{
-		Object:   obj,
-		Field:    field,
-		Severity: sev,
-		Reason:   reason,
-		Message:  fmt.Sprintf(format, args...),
-	})
-}
-
-func (f *findings) errorf(obj mesh.ObjectRef, field, reason, format string, args ...any) {
-	f.add(mesh.SeverityError, obj, field, reason, format, args...)
-}
-
-func (f *findings) warnf(obj mesh.ObjectRef, field, reason, format string, args ...any) {
-	f.add(mesh.SeverityWarning, obj, field, reason, format, args...)
-}
-
-// SortFindings orders findings totally (mesh.Finding.Compare, then severity
-// and reason) and removes exact duplicates: the order the SMI translator
-// gives its findings, so a model combining both stays sorted the same way.
-func SortFindings(fs []mesh.Finding) []mesh.Finding {
-	slices.SortFunc(fs, func(a, b mesh.Finding) int {
-		if c := a.Compare(b); c != 0 {
-			return c
-		}
-		if c := strings.Compare(string(a.Severity), string(b.Severity)); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Reason, b.Reason)
-	})
-	return slices.Compact(fs)
-}
+type findings = mesh.FindingList
 
 func backendField(i int, sub string) string {
 	if sub == "" {

@@ -52,7 +52,7 @@ func Translate(s *snapshot.Snapshot, m *mesh.Model) {
 		}
 		seen[k] = true
 		if !t.members[ib.Namespace] {
-			t.fs.warnf(mesh.ObjectRef{Kind: kindIngressBackend, Namespace: ib.Namespace, Name: ib.Name},
+			t.fs.Warnf(mesh.ObjectRef{Kind: kindIngressBackend, Namespace: ib.Namespace, Name: ib.Name},
 				"metadata.namespace", ReasonNotInMesh, "namespace %q lacks label %s=%s; the IngressBackend is ignored",
 				ib.Namespace, mesh.NamespaceLabel, m.Options.MeshName)
 			continue
@@ -69,7 +69,7 @@ func Translate(s *snapshot.Snapshot, m *mesh.Model) {
 		slices.SortStableFunc(m.Ingress, func(a, b mesh.IngressBackend) int { return a.Origin.Compare(b.Origin) })
 	}
 	if len(t.fs) > 0 {
-		m.Findings = SortFindings(append(m.Findings, t.fs...))
+		m.Findings = mesh.SortFindings(append(m.Findings, t.fs...))
 	}
 }
 
@@ -79,7 +79,7 @@ func (t *translator) resolve(p *parsed) {
 	p.backends = slices.DeleteFunc(p.backends, func(b backend) bool {
 		svc := t.service(b.target.Service)
 		if svc == nil {
-			t.fs.errorf(p.ref, backendField(b.idx, "name"), ReasonUnknownService,
+			t.fs.Errorf(p.ref, backendField(b.idx, "name"), ReasonUnknownService,
 				"Service %s does not exist in the mesh; the backend is ignored", b.target.Service)
 			return true
 		}
@@ -91,12 +91,12 @@ func (t *translator) resolve(p *parsed) {
 		if s.src.Kind == mesh.IngressSourceService {
 			addrs, ok := t.addresses(*s.src.Service)
 			if !ok {
-				t.fs.errorf(p.ref, sourceField(s.idx, "name"), ReasonUnknownService,
+				t.fs.Errorf(p.ref, sourceField(s.idx, "name"), ReasonUnknownService,
 					"Service %s does not exist; the source is ignored", s.src.Service)
 				continue
 			}
 			if len(addrs) == 0 {
-				t.fs.warnf(p.ref, sourceField(s.idx, "name"), ReasonNoEndpoints,
+				t.fs.Warnf(p.ref, sourceField(s.idx, "name"), ReasonNoEndpoints,
 					"Service %s has no endpoints, so it admits no address until it has some", s.src.Service)
 			}
 			s.src.Addresses = addrs
@@ -223,7 +223,7 @@ func (t *translator) checkTargetPort(ref mesh.ObjectRef, b backend, svc *mesh.Se
 			if target == "" {
 				target = strconv.Itoa(int(sp.TargetPort))
 			}
-			t.fs.warnf(ref, field, ReasonUnknownTargetPort,
+			t.fs.Warnf(ref, field, ReasonUnknownTargetPort,
 				"Service %s has no target port %d: %d is its service port, which forwards to target port %s, and port.number means the target port (the port the pods listen on); the backend is kept as written",
 				svc.ServiceKey, n, n, target)
 			return
@@ -233,7 +233,7 @@ func (t *translator) checkTargetPort(ref mesh.ObjectRef, b backend, svc *mesh.Se
 	if len(targets) > 0 {
 		have = "its target ports are " + strings.Join(slices.Compact(targets), ", ")
 	}
-	t.fs.warnf(ref, field, ReasonUnknownTargetPort,
+	t.fs.Warnf(ref, field, ReasonUnknownTargetPort,
 		"Service %s has no target port %d (%s); the backend is kept as written", svc.ServiceKey, n, have)
 }
 
@@ -268,7 +268,7 @@ func (t *translator) resolveConflicts(all []*parsed) []mesh.IngressBackend {
 			k := servicePort{b.target.Service, b.target.Port}
 			if o, taken := owners[k]; taken {
 				if !sameSettings(o.target, b.target) {
-					t.fs.errorf(p.ref, backendField(b.idx, ""), ReasonConflictingBackend,
+					t.fs.Errorf(p.ref, backendField(b.idx, ""), ReasonConflictingBackend,
 						"the older %s admits to Service %s port %d as %s, but this backend asks for %s; the backend is ignored",
 						o.ref, b.target.Service, b.target.Port, describe(o.target), describe(b.target))
 					continue

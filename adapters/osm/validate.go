@@ -47,7 +47,7 @@ func ValidateIngressBackend(ib *policyv1alpha1.IngressBackend) []mesh.Finding {
 	if len(fs) == 0 {
 		return nil
 	}
-	return SortFindings(fs)
+	return mesh.SortFindings(fs)
 }
 
 // parse checks the fields of an IngressBackend and converts the usable
@@ -61,7 +61,7 @@ func parse(ib *policyv1alpha1.IngressBackend, fs *findings) *parsed {
 	spec := &ib.Spec
 
 	if len(spec.Backends) == 0 {
-		fs.errorf(ref, "spec.backends", ReasonNoBackends, "lists no backends; the IngressBackend admits nothing")
+		fs.Errorf(ref, "spec.backends", ReasonNoBackends, "lists no backends; the IngressBackend admits nothing")
 	}
 	type nameAndPort struct {
 		name string
@@ -71,23 +71,23 @@ func parse(ib *policyv1alpha1.IngressBackend, fs *findings) *parsed {
 	for i := range spec.Backends {
 		b := &spec.Backends[i]
 		if b.Name == "" {
-			fs.errorf(ref, backendField(i, "name"), ReasonMissingName, "is empty; the backend is ignored")
+			fs.Errorf(ref, backendField(i, "name"), ReasonMissingName, "is empty; the backend is ignored")
 			continue
 		}
 		if b.Port.Number < 1 || b.Port.Number > 65535 {
-			fs.errorf(ref, backendField(i, "port.number"), ReasonInvalidPort,
+			fs.Errorf(ref, backendField(i, "port.number"), ReasonInvalidPort,
 				"%d is not a port number (1-65535); the backend is ignored", b.Port.Number)
 			continue
 		}
 		proto := strings.ToLower(b.Port.Protocol)
 		if proto != mesh.IngressHTTP && proto != mesh.IngressHTTPS {
-			fs.errorf(ref, backendField(i, "port.protocol"), ReasonInvalidProtocol,
+			fs.Errorf(ref, backendField(i, "port.protocol"), ReasonInvalidProtocol,
 				"%q is neither http nor https; the backend is ignored", b.Port.Protocol)
 			continue
 		}
 		k := nameAndPort{b.Name, b.Port.Number}
 		if first, dup := seen[k]; dup {
-			fs.errorf(ref, backendField(i, ""), ReasonDuplicateBackend,
+			fs.Errorf(ref, backendField(i, ""), ReasonDuplicateBackend,
 				"repeats Service %q port %d of spec.backends[%d]; it is ignored", b.Name, b.Port.Number, first)
 			continue
 		}
@@ -103,7 +103,7 @@ func parse(ib *policyv1alpha1.IngressBackend, fs *findings) *parsed {
 				t.SkipClientCertValidation = tls.SkipClientCertValidation
 				t.SNIHosts = sortedHosts(tls.SNIHosts)
 			case tls.SkipClientCertValidation || len(tls.SNIHosts) > 0:
-				fs.warnf(ref, backendField(i, "tls"), ReasonTLSIgnored,
+				fs.Warnf(ref, backendField(i, "tls"), ReasonTLSIgnored,
 					"applies to https backends only; it is ignored for this http backend")
 			}
 		}
@@ -111,7 +111,7 @@ func parse(ib *policyv1alpha1.IngressBackend, fs *findings) *parsed {
 	}
 
 	if len(spec.Sources) == 0 {
-		fs.errorf(ref, "spec.sources", ReasonNoSources, "lists no sources; the IngressBackend admits nothing")
+		fs.Errorf(ref, "spec.sources", ReasonNoSources, "lists no sources; the IngressBackend admits nothing")
 	}
 	for j := range spec.Sources {
 		s := &spec.Sources[j]
@@ -121,12 +121,12 @@ func parse(ib *policyv1alpha1.IngressBackend, fs *findings) *parsed {
 		case policyv1alpha1.KindAuthenticatedPrincipal:
 			p.namedPrincipal = true
 		default:
-			fs.errorf(ref, sourceField(j, "kind"), ReasonUnsupportedKind,
+			fs.Errorf(ref, sourceField(j, "kind"), ReasonUnsupportedKind,
 				"%q is not Service, IPRange or AuthenticatedPrincipal; the source is ignored", s.Kind)
 			continue
 		}
 		if s.Name == "" {
-			fs.errorf(ref, sourceField(j, "name"), ReasonMissingName, "is empty; the source is ignored")
+			fs.Errorf(ref, sourceField(j, "name"), ReasonMissingName, "is empty; the source is ignored")
 			continue
 		}
 		var out mesh.IngressSource
@@ -140,12 +140,12 @@ func parse(ib *policyv1alpha1.IngressBackend, fs *findings) *parsed {
 		case policyv1alpha1.KindIPRange:
 			prefix, err := netip.ParsePrefix(s.Name)
 			if err != nil {
-				fs.errorf(ref, sourceField(j, "name"), ReasonInvalidCIDR,
+				fs.Errorf(ref, sourceField(j, "name"), ReasonInvalidCIDR,
 					"%q is not a CIDR block such as 10.0.0.0/8, 192.0.2.7/32 or 2001:db8::/32; the source is ignored", s.Name)
 				continue
 			}
 			if masked := prefix.Masked(); masked != prefix {
-				fs.warnf(ref, sourceField(j, "name"), ReasonNonCanonicalCIDR,
+				fs.Warnf(ref, sourceField(j, "name"), ReasonNonCanonicalCIDR,
 					"%q has address bits set beyond its prefix length; meshward admits %s", s.Name, masked)
 				prefix = masked
 			}
@@ -157,7 +157,7 @@ func parse(ib *policyv1alpha1.IngressBackend, fs *findings) *parsed {
 	}
 
 	if len(spec.Matches) > 0 {
-		fs.warnf(ref, "spec.matches", ReasonMatchesNotEnforced,
+		fs.Warnf(ref, "spec.matches", ReasonMatchesNotEnforced,
 			"is not enforced (OSM does not enforce it either); the backends admit every request of the admitted clients")
 	}
 	return p
@@ -170,9 +170,9 @@ func finalize(p *parsed, fs *findings) bool {
 	if len(p.backends) == 0 || len(p.sources) == 0 {
 		switch {
 		case p.listedBackends > 0 && len(p.backends) == 0:
-			fs.errorf(p.ref, "spec.backends", ReasonNothingAdmitted, "no backend is usable; the IngressBackend admits nothing")
+			fs.Errorf(p.ref, "spec.backends", ReasonNothingAdmitted, "no backend is usable; the IngressBackend admits nothing")
 		case p.listedSources > 0 && len(p.sources) == 0:
-			fs.errorf(p.ref, "spec.sources", ReasonNothingAdmitted, "no source is usable; the IngressBackend admits nothing")
+			fs.Errorf(p.ref, "spec.sources", ReasonNothingAdmitted, "no source is usable; the IngressBackend admits nothing")
 		}
 		return false
 	}
@@ -185,7 +185,7 @@ func finalize(p *parsed, fs *findings) bool {
 			if s.src.Kind != mesh.IngressSourceAuthenticatedPrincipal {
 				return false
 			}
-			fs.errorf(p.ref, sourceField(s.idx, ""), ReasonPrincipalNotChecked,
+			fs.Errorf(p.ref, sourceField(s.idx, ""), ReasonPrincipalNotChecked,
 				"AuthenticatedPrincipal %q can be checked only on an https backend that validates client certificates, and this IngressBackend has none; the source is ignored",
 				s.src.Principal)
 			return true
@@ -200,7 +200,7 @@ func finalize(p *parsed, fs *findings) bool {
 	// The object restricts client addresses but none of its address
 	// sources is usable: no address can match.
 	if p.namedAddress && !addresses {
-		fs.errorf(p.ref, "spec.sources", ReasonNothingAdmitted,
+		fs.Errorf(p.ref, "spec.sources", ReasonNothingAdmitted,
 			"no Service or IPRange source is usable, so no client address can match; the IngressBackend admits nothing")
 		p.sources = nil
 		return false
@@ -211,16 +211,16 @@ func finalize(p *parsed, fs *findings) bool {
 		switch {
 		case t.ChecksPrincipal() && p.namedPrincipal && !principals:
 			// Only reachable when every principal source was unusable.
-			fs.errorf(p.ref, backendField(b.idx, ""), ReasonNothingAdmitted,
+			fs.Errorf(p.ref, backendField(b.idx, ""), ReasonNothingAdmitted,
 				"checks client certificates, but no AuthenticatedPrincipal source is usable, so no client can match; the backend is ignored")
 			return true
 		case !t.ChecksPrincipal() && !addresses:
-			fs.errorf(p.ref, backendField(b.idx, ""), ReasonNoAddressSource,
+			fs.Errorf(p.ref, backendField(b.idx, ""), ReasonNoAddressSource,
 				"%s, so only client addresses can be checked on it, and the IngressBackend lists no Service or IPRange source; the backend is ignored and admits nothing",
 				whyNoPrincipal(t))
 			return true
 		case !t.ChecksPrincipal() && principals:
-			fs.warnf(p.ref, backendField(b.idx, ""), ReasonPrincipalNotChecked,
+			fs.Warnf(p.ref, backendField(b.idx, ""), ReasonPrincipalNotChecked,
 				"%s, so the AuthenticatedPrincipal sources are not checked on it; it admits clients by address only",
 				whyNoPrincipal(t))
 		}

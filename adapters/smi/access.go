@@ -38,7 +38,7 @@ type rule struct {
 func ValidateTrafficTarget(tt *accessv1alpha3.TrafficTarget) []mesh.Finding {
 	var fs findings
 	parseTarget(tt, &fs)
-	return sortFindings(fs)
+	return mesh.SortFindings(fs)
 }
 
 // parseTarget runs the checks of ValidateTrafficTarget; ok is false when
@@ -53,15 +53,15 @@ func parseTarget(tt *accessv1alpha3.TrafficTarget, fs *findings) (t target, ok b
 	d := tt.Spec.Destination
 	switch {
 	case d.Kind != kindServiceAccount:
-		fs.errorf(t.ref, "spec.destination.kind", ReasonUnsupportedKind,
+		fs.Errorf(t.ref, "spec.destination.kind", ReasonUnsupportedKind,
 			"destination kind %q is not supported, only ServiceAccount; the TrafficTarget is ignored", d.Kind)
 		ok = false
 	case d.Name == "":
-		fs.errorf(t.ref, "spec.destination.name", ReasonMissingName,
+		fs.Errorf(t.ref, "spec.destination.name", ReasonMissingName,
 			"destination names no ServiceAccount; the TrafficTarget is ignored")
 		ok = false
 	case d.Namespace != "" && d.Namespace != ns:
-		fs.errorf(t.ref, "spec.destination.namespace", ReasonWrongNamespace,
+		fs.Errorf(t.ref, "spec.destination.namespace", ReasonWrongNamespace,
 			"destination namespace %q differs from the TrafficTarget's namespace %q; a TrafficTarget must live in its destination's namespace, so this one is ignored", d.Namespace, ns)
 		ok = false
 	}
@@ -70,11 +70,11 @@ func parseTarget(tt *accessv1alpha3.TrafficTarget, fs *findings) (t target, ok b
 	for i, s := range tt.Spec.Sources {
 		switch {
 		case s.Kind != kindServiceAccount:
-			fs.errorf(t.ref, fmt.Sprintf("spec.sources[%d].kind", i), ReasonUnsupportedKind,
+			fs.Errorf(t.ref, fmt.Sprintf("spec.sources[%d].kind", i), ReasonUnsupportedKind,
 				"source kind %q is not supported, only ServiceAccount; the source is ignored", s.Kind)
 			continue
 		case s.Name == "":
-			fs.errorf(t.ref, fmt.Sprintf("spec.sources[%d].name", i), ReasonMissingName,
+			fs.Errorf(t.ref, fmt.Sprintf("spec.sources[%d].name", i), ReasonMissingName,
 				"source names no ServiceAccount; the source is ignored")
 			continue
 		}
@@ -85,24 +85,24 @@ func parseTarget(tt *accessv1alpha3.TrafficTarget, fs *findings) (t target, ok b
 		t.sources = append(t.sources, source{pos: i, id: id})
 	}
 	if len(t.sources) == 0 {
-		fs.warnf(t.ref, "spec.sources", ReasonNoSources,
+		fs.Warnf(t.ref, "spec.sources", ReasonNoSources,
 			"the TrafficTarget lists no usable source; it allows nothing")
 	}
 
 	if len(tt.Spec.Rules) == 0 {
-		fs.warnf(t.ref, "spec.rules", ReasonNoRules,
+		fs.Warnf(t.ref, "spec.rules", ReasonNoRules,
 			"the TrafficTarget lists no rules; it allows nothing")
 	}
 	for i, r := range tt.Spec.Rules {
 		switch r.Kind {
 		case kindHTTPRouteGroup, kindTCPRoute, kindUDPRoute:
 		default:
-			fs.errorf(t.ref, fmt.Sprintf("spec.rules[%d].kind", i), ReasonUnsupportedKind,
+			fs.Errorf(t.ref, fmt.Sprintf("spec.rules[%d].kind", i), ReasonUnsupportedKind,
 				"rule kind %q is not supported (want HTTPRouteGroup, TCPRoute or UDPRoute); the rule is ignored", r.Kind)
 			continue
 		}
 		if r.Name == "" {
-			fs.errorf(t.ref, fmt.Sprintf("spec.rules[%d].name", i), ReasonMissingName,
+			fs.Errorf(t.ref, fmt.Sprintf("spec.rules[%d].name", i), ReasonMissingName,
 				"rule names no %s; the rule is ignored", r.Kind)
 			continue
 		}
@@ -121,7 +121,7 @@ type httpRef struct {
 func (t *translator) accessRule(tt *target) mesh.AccessRule {
 	out := mesh.AccessRule{Origin: tt.ref, Destination: tt.dest}
 	if !t.knownIdentity(tt.dest) {
-		t.fs.warnf(tt.ref, "spec.destination.name", ReasonUnknownServiceAccount,
+		t.fs.Warnf(tt.ref, "spec.destination.name", ReasonUnknownServiceAccount,
 			"ServiceAccount %s is not known in the mesh; the TrafficTarget is kept and applies once it exists", tt.dest)
 	}
 	if len(tt.sources) > 0 {
@@ -129,7 +129,7 @@ func (t *translator) accessRule(tt *target) mesh.AccessRule {
 	}
 	for _, s := range tt.sources {
 		if !t.knownIdentity(s.id) {
-			t.fs.warnf(tt.ref, fmt.Sprintf("spec.sources[%d].name", s.pos), ReasonUnknownServiceAccount,
+			t.fs.Warnf(tt.ref, fmt.Sprintf("spec.sources[%d].name", s.pos), ReasonUnknownServiceAccount,
 				"ServiceAccount %s is not known in the mesh; the source is kept and applies once it exists", s.id)
 		}
 		out.Sources = append(out.Sources, s.id)
@@ -190,7 +190,7 @@ func (t *translator) accessRule(tt *target) mesh.AccessRule {
 }
 
 func (t *translator) unknownRoute(tt *target, r rule) {
-	t.fs.errorf(tt.ref, fmt.Sprintf("spec.rules[%d].name", r.pos), ReasonUnknownRoute,
+	t.fs.Errorf(tt.ref, fmt.Sprintf("spec.rules[%d].name", r.pos), ReasonUnknownRoute,
 		"%s %s/%s does not exist; the rule matches nothing", r.kind, tt.ref.Namespace, r.name)
 }
 
@@ -198,7 +198,7 @@ func (t *translator) unknownRoute(tt *target, r rule) {
 func (t *translator) ruleHTTPMatches(tt *target, r rule, g *httpGroup, acc []httpRef) []httpRef {
 	if len(r.matches) == 0 {
 		if len(g.matches) == 0 {
-			t.fs.warnf(tt.ref, fmt.Sprintf("spec.rules[%d].name", r.pos), ReasonNoMatches,
+			t.fs.Warnf(tt.ref, fmt.Sprintf("spec.rules[%d].name", r.pos), ReasonNoMatches,
 				"%s has no usable matches; the rule matches nothing", g.ref)
 		}
 		for i := range g.matches {
@@ -210,7 +210,7 @@ func (t *translator) ruleHTTPMatches(tt *target, r rule, g *httpGroup, acc []htt
 		i, known := g.lookup(name)
 		switch {
 		case !known:
-			t.fs.errorf(tt.ref, fmt.Sprintf("spec.rules[%d].matches[%d]", r.pos, j), ReasonUnknownMatch,
+			t.fs.Errorf(tt.ref, fmt.Sprintf("spec.rules[%d].matches[%d]", r.pos, j), ReasonUnknownMatch,
 				"%s has no match named %q; the rule matches nothing for it", g.ref, name)
 		case i >= 0:
 			acc = append(acc, httpRef{g, i})
@@ -229,7 +229,7 @@ func (t *translator) rulePortMatch(tt *target, r rule, pr *portRoute) bool {
 			covered = true
 			continue
 		}
-		t.fs.errorf(tt.ref, fmt.Sprintf("spec.rules[%d].matches[%d]", r.pos, j), ReasonUnknownMatch,
+		t.fs.Errorf(tt.ref, fmt.Sprintf("spec.rules[%d].matches[%d]", r.pos, j), ReasonUnknownMatch,
 			"%s has no match named %q (its match is named %q); the rule matches nothing for it", pr.ref, name, pr.match.Name)
 	}
 	return covered && pr.valid

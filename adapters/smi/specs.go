@@ -64,7 +64,7 @@ func (c regexCache) check(expr string) error {
 func ValidateHTTPRouteGroup(g *specsv1alpha4.HTTPRouteGroup) []mesh.Finding {
 	var fs findings
 	resolveHTTPGroup(g, nil, &fs)
-	return sortFindings(fs)
+	return mesh.SortFindings(fs)
 }
 
 // resolveHTTPGroup converts a group's matches, dropping and reporting the
@@ -90,10 +90,10 @@ func resolveHTTPGroup(g *specsv1alpha4.HTTPRouteGroup, cache regexCache, fs *fin
 		name := in[p].Name
 		switch {
 		case name == "":
-			fs.warnf(gref, fmt.Sprintf("spec.matches[%d].name", p), ReasonMissingName,
+			fs.Warnf(gref, fmt.Sprintf("spec.matches[%d].name", p), ReasonMissingName,
 				"match has no name; only rules and splits that use every match of the group use it")
 		case k > 0 && in[order[k-1]].Name == name:
-			fs.errorf(gref, fmt.Sprintf("spec.matches[%d].name", p), ReasonDuplicateMatchName,
+			fs.Errorf(gref, fmt.Sprintf("spec.matches[%d].name", p), ReasonDuplicateMatchName,
 				"match name %q is already used by spec.matches[%d]; this match is ignored", name, owner)
 			continue
 		default:
@@ -127,7 +127,7 @@ func resolveHTTPMatch(gref mesh.ObjectRef, i int, in *specsv1alpha4.HTTPMatch, c
 		case meth == string(specsv1alpha4.HTTPRouteMethodAll):
 			anyMethod = true
 		case !isToken(meth):
-			fs.errorf(gref, fmt.Sprintf("spec.matches[%d].methods[%d]", i, j), ReasonInvalidMethod,
+			fs.Errorf(gref, fmt.Sprintf("spec.matches[%d].methods[%d]", i, j), ReasonInvalidMethod,
 				"method %q is not a valid HTTP method token; %s", meth, dropped())
 			ok = false
 		default:
@@ -143,7 +143,7 @@ func resolveHTTPMatch(gref mesh.ObjectRef, i int, in *specsv1alpha4.HTTPMatch, c
 
 	if in.PathRegex != "" {
 		if err := cache.check(in.PathRegex); err != nil {
-			fs.errorf(gref, fmt.Sprintf("spec.matches[%d].pathRegex", i), ReasonInvalidRegex,
+			fs.Errorf(gref, fmt.Sprintf("spec.matches[%d].pathRegex", i), ReasonInvalidRegex,
 				"pathRegex %q is not a valid RE2 expression (%v); %s", in.PathRegex, unwrapRegexError(err), dropped())
 			ok = false
 		}
@@ -154,13 +154,13 @@ func resolveHTTPMatch(gref mesh.ObjectRef, i int, in *specsv1alpha4.HTTPMatch, c
 		for name, value := range in.Headers {
 			field := func() string { return fmt.Sprintf("spec.matches[%d].headers.%s", i, name) }
 			if !isToken(name) {
-				fs.errorf(gref, field(), ReasonInvalidHeaderName,
+				fs.Errorf(gref, field(), ReasonInvalidHeaderName,
 					"header name %q is not a valid HTTP header name; %s", name, dropped())
 				ok = false
 				continue
 			}
 			if err := cache.check(value); err != nil {
-				fs.errorf(gref, field(), ReasonInvalidRegex,
+				fs.Errorf(gref, field(), ReasonInvalidRegex,
 					"value %q of header %q is not a valid RE2 expression (%v); %s", value, name, unwrapRegexError(err), dropped())
 				ok = false
 				continue
@@ -216,14 +216,14 @@ type portRoute struct {
 func ValidateTCPRoute(r *specsv1alpha4.TCPRoute) []mesh.Finding {
 	var fs findings
 	resolvePortRoute(ref(kindTCPRoute, r.Namespace, r.Name), r.Spec.Matches.Name, r.Spec.Matches.Ports, &fs)
-	return sortFindings(fs)
+	return mesh.SortFindings(fs)
 }
 
 // ValidateUDPRoute checks a UDPRoute on its own, like ValidateTCPRoute.
 func ValidateUDPRoute(r *specsv1alpha4.UDPRoute) []mesh.Finding {
 	var fs findings
 	resolvePortRoute(ref(kindUDPRoute, r.Namespace, r.Name), r.Spec.Matches.Name, r.Spec.Matches.Ports, &fs)
-	return sortFindings(fs)
+	return mesh.SortFindings(fs)
 }
 
 // resolvePortRoute converts a route's match. Dropping only the bad ports
@@ -236,7 +236,7 @@ func resolvePortRoute(rref mesh.ObjectRef, name string, ports []int, fs *finding
 	}
 	for j, p := range ports {
 		if p < 1 || p > 65535 {
-			fs.errorf(rref, fmt.Sprintf("spec.matches.ports[%d]", j), ReasonInvalidPort,
+			fs.Errorf(rref, fmt.Sprintf("spec.matches.ports[%d]", j), ReasonInvalidPort,
 				"port %d is outside 1-65535; the route is ignored and matches nothing", p)
 			out.valid = false
 			continue

@@ -43,7 +43,7 @@ func ValidateTrafficSplit(ts *splitv1alpha4.TrafficSplit) []mesh.Finding {
 	if sp, ok := parseSplit(ts, &fs); ok {
 		checkWeights(&sp, sp.backends, &fs)
 	}
-	return sortFindings(fs)
+	return mesh.SortFindings(fs)
 }
 
 // parseSplit runs the per-object checks; ok is false when the split is
@@ -53,7 +53,7 @@ func parseSplit(ts *splitv1alpha4.TrafficSplit, fs *findings) (sp split, ok bool
 	sp.ref = ref(kindTrafficSplit, ns, ts.Name)
 	ok = true
 	if ts.Spec.Service == "" {
-		fs.errorf(sp.ref, "spec.service", ReasonMissingName,
+		fs.Errorf(sp.ref, "spec.service", ReasonMissingName,
 			"the TrafficSplit names no root service; it is ignored")
 		ok = false
 	} else {
@@ -64,22 +64,22 @@ func parseSplit(ts *splitv1alpha4.TrafficSplit, fs *findings) (sp split, ok bool
 	for i, b := range ts.Spec.Backends {
 		field := fmt.Sprintf("spec.backends[%d]", i)
 		if b.Service == "" {
-			fs.errorf(sp.ref, field+".service", ReasonMissingName, "backend names no service; the backend is dropped")
+			fs.Errorf(sp.ref, field+".service", ReasonMissingName, "backend names no service; the backend is dropped")
 			continue
 		}
 		name := serviceName(sp.ref, field+".service", b.Service, fs)
 		switch {
 		case b.Weight < 0:
-			fs.errorf(sp.ref, field+".weight", ReasonInvalidWeight,
+			fs.Errorf(sp.ref, field+".weight", ReasonInvalidWeight,
 				"weight %d of backend %q is negative; the backend is dropped", b.Weight, name)
 			continue
 		case b.Weight > math.MaxInt32:
-			fs.errorf(sp.ref, field+".weight", ReasonInvalidWeight,
+			fs.Errorf(sp.ref, field+".weight", ReasonInvalidWeight,
 				"weight %d of backend %q exceeds %d; the backend is dropped", b.Weight, name, math.MaxInt32)
 			continue
 		}
 		if p, dup := seen[name]; dup {
-			fs.errorf(sp.ref, field+".service", ReasonDuplicateBackend,
+			fs.Errorf(sp.ref, field+".service", ReasonDuplicateBackend,
 				"service %q is already a backend in spec.backends[%d]; this backend is dropped", name, p)
 			continue
 		}
@@ -92,15 +92,15 @@ func parseSplit(ts *splitv1alpha4.TrafficSplit, fs *findings) (sp split, ok bool
 		field := fmt.Sprintf("spec.matches[%d]", i)
 		switch {
 		case m.Kind != kindHTTPRouteGroup:
-			fs.errorf(sp.ref, field+".kind", ReasonUnsupportedKind,
+			fs.Errorf(sp.ref, field+".kind", ReasonUnsupportedKind,
 				"match kind %q is not supported, only HTTPRouteGroup; it selects no request", m.Kind)
 			continue
 		case m.APIGroup != nil && *m.APIGroup != "" && *m.APIGroup != specsv1alpha4.SchemeGroupVersion.Group:
-			fs.errorf(sp.ref, field+".apiGroup", ReasonUnsupportedKind,
+			fs.Errorf(sp.ref, field+".apiGroup", ReasonUnsupportedKind,
 				"match apiGroup %q is not supported, only %s; it selects no request", *m.APIGroup, specsv1alpha4.SchemeGroupVersion.Group)
 			continue
 		case m.Name == "":
-			fs.errorf(sp.ref, field+".name", ReasonMissingName, "match names no HTTPRouteGroup; it selects no request")
+			fs.Errorf(sp.ref, field+".name", ReasonMissingName, "match names no HTTPRouteGroup; it selects no request")
 			continue
 		}
 		sp.groups = append(sp.groups, groupRef{pos: i, name: m.Name})
@@ -118,7 +118,7 @@ func serviceName(sref mesh.ObjectRef, field, value string, fs *findings) string 
 	}
 	ns, _, _ := strings.Cut(rest, ".")
 	if ns != sref.Namespace {
-		fs.warnf(sref, field, ReasonForeignNamespace,
+		fs.Warnf(sref, field, ReasonForeignNamespace,
 			"service %q names namespace %q, but a TrafficSplit only refers to services in its own namespace; using Service %s/%s",
 			value, ns, sref.Namespace, name)
 	}
@@ -130,7 +130,7 @@ func serviceName(sref mesh.ObjectRef, field, value string, fs *findings) string 
 func checkWeights(sp *split, backends []backend, fs *findings) bool {
 	root := sp.ref.Namespace + "/" + sp.root
 	if len(backends) == 0 {
-		fs.errorf(sp.ref, "spec.backends", ReasonNoBackends,
+		fs.Errorf(sp.ref, "spec.backends", ReasonNoBackends,
 			"no usable backend remains; the TrafficSplit is ignored and traffic to Service %s goes to that service", root)
 		return false
 	}
@@ -139,7 +139,7 @@ func checkWeights(sp *split, backends []backend, fs *findings) bool {
 		total += int64(b.weight)
 	}
 	if total == 0 {
-		fs.errorf(sp.ref, "spec.backends", ReasonZeroTotalWeight,
+		fs.Errorf(sp.ref, "spec.backends", ReasonZeroTotalWeight,
 			"the usable backends' weights sum to 0; the TrafficSplit is ignored and traffic to Service %s goes to that service", root)
 		return false
 	}
@@ -158,7 +158,7 @@ func (t *translator) trafficSplit(sp *split) (mesh.Split, bool) {
 	rootKey := mesh.ServiceKey{Namespace: ns, Name: sp.root}
 	root := t.services[nsName(rootKey)]
 	if root == nil {
-		t.fs.errorf(sp.ref, "spec.service", ReasonUnknownService,
+		t.fs.Errorf(sp.ref, "spec.service", ReasonUnknownService,
 			"Service %s does not exist; the TrafficSplit is ignored", rootKey)
 		return mesh.Split{}, false
 	}
@@ -169,12 +169,12 @@ func (t *translator) trafficSplit(sp *split) (mesh.Split, bool) {
 		key := mesh.ServiceKey{Namespace: ns, Name: b.service}
 		svc := t.services[nsName(key)]
 		if svc == nil {
-			t.fs.errorf(sp.ref, field, ReasonUnknownService,
+			t.fs.Errorf(sp.ref, field, ReasonUnknownService,
 				"Service %s does not exist; the backend is dropped", key)
 			continue
 		}
 		if missing := missingPorts(root, svc); len(missing) > 0 {
-			t.fs.errorf(sp.ref, field, ReasonMissingPort,
+			t.fs.Errorf(sp.ref, field, ReasonMissingPort,
 				"Service %s has no port %s of root Service %s; the backend is dropped", key, missing, rootKey)
 			continue
 		}
@@ -194,12 +194,12 @@ func (t *translator) trafficSplit(sp *split) (mesh.Split, bool) {
 			g := t.groups[nsName{ns, gr.name}]
 			field := fmt.Sprintf("spec.matches[%d].name", gr.pos)
 			if g == nil {
-				t.fs.errorf(sp.ref, field, ReasonUnknownRoute,
+				t.fs.Errorf(sp.ref, field, ReasonUnknownRoute,
 					"HTTPRouteGroup %s/%s does not exist; it selects no request", ns, gr.name)
 				continue
 			}
 			if len(g.matches) == 0 {
-				t.fs.warnf(sp.ref, field, ReasonNoMatches,
+				t.fs.Warnf(sp.ref, field, ReasonNoMatches,
 					"%s has no usable matches; it selects no request", g.ref)
 			}
 			for i := range g.matches {
@@ -214,7 +214,7 @@ func (t *translator) trafficSplit(sp *split) (mesh.Split, bool) {
 		})
 		refs = slices.Compact(refs)
 		if len(refs) == 0 {
-			t.fs.warnf(sp.ref, "spec.matches", ReasonNothingMatched,
+			t.fs.Warnf(sp.ref, "spec.matches", ReasonNothingMatched,
 				"no referenced HTTPRouteGroup match is usable; no request is split and all traffic goes to Service %s", rootKey)
 		} else {
 			out.Matches = make([]mesh.HTTPMatch, len(refs))
@@ -267,7 +267,7 @@ func (t *translator) resolveConflicts(cands []candidate) []mesh.Split {
 			if loser.created == winner.created {
 				how = "it is as old and its name sorts first"
 			}
-			t.fs.errorf(loser.split.Origin, "spec.service", ReasonConflictingSplit,
+			t.fs.Errorf(loser.split.Origin, "spec.service", ReasonConflictingSplit,
 				"TrafficSplit %s/%s also splits Service %s and wins (%s); this TrafficSplit is ignored",
 				winner.split.Origin.Namespace, winner.split.Origin.Name, winner.split.Service, how)
 		}

@@ -52,7 +52,7 @@ func Translate(s *snapshot.Snapshot, opts mesh.Options) *mesh.Model {
 	all = append(all, s.Findings...)
 	all = append(all, t.fs...)
 	if len(all) > 0 {
-		m.Findings = sortFindings(all)
+		m.Findings = mesh.SortFindings(all)
 	}
 	return m
 }
@@ -78,7 +78,7 @@ func (t *translator) inMesh(kind, namespace, name string) bool {
 	if t.members[namespace] {
 		return true
 	}
-	t.fs.warnf(ref(kind, namespace, name), "metadata.namespace", ReasonNotInMesh,
+	t.fs.Warnf(ref(kind, namespace, name), "metadata.namespace", ReasonNotInMesh,
 		"namespace %q lacks label %s=%s; the %s is ignored", namespace, mesh.NamespaceLabel, t.opts.MeshName, kind)
 	return false
 }

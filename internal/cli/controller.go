@@ -87,12 +87,10 @@ as Events.`,
 			if err != nil {
 				return err
 			}
-			store := &modelStore{}
 			src, err := kube.New(kube.Options{
 				Config: cfg,
 				Build:  func(s *snapshot.Snapshot) *mesh.Model { return translate.Build(s, opts) },
 				Publish: func(m *mesh.Model) {
-					store.set(m)
 					srv.update(ctx, m)
 					x.update(ctx, m)
 				},

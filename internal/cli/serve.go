@@ -85,11 +85,9 @@ with its file and line, and the last good model stays in force.`,
 			if err != nil {
 				return err
 			}
-			store := &modelStore{}
 			w := files.NewWatcher(f.dir, dec, files.WatchOptions{Debounce: f.debounce, Log: log.WithName("files")})
 			return w.Run(ctx, func(res *files.Result) {
 				m := translate.Build(res.Snapshot, opts)
-				store.set(m)
 				srv.update(ctx, m)
 				x.update(ctx, m)
 				srv.setPolicies(ctx, policyModules(res))

@@ -405,9 +405,7 @@ func (s *Source) publishPolicies(b *build) {
 		s.policyFindings = s.opts.PublishPolicies(b.policies)
 	}
 	if len(s.policyFindings) > 0 {
-		fs := append(slices.Clone(b.model.Findings), s.policyFindings...)
-		slices.SortFunc(fs, mesh.Finding.Compare)
-		b.model.Findings = fs
+		b.model.Findings = mesh.SortFindings(append(slices.Clone(b.model.Findings), s.policyFindings...))
 	}
 }
 

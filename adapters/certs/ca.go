@@ -72,34 +72,12 @@ func (ca *CA) Issue(ctx context.Context, req Request) (*Certificate, error) {
 	if err := checkLeafKey(req.PublicKey); err != nil {
 		return nil, err
 	}
-	ttl := req.TTL
-	if ttl < 0 {
-		return nil, fmt.Errorf("%w: %s is negative", ErrInvalidTTL, ttl)
-	}
-	if ttl == 0 {
-		ttl = ca.opts.TTL
-	}
-	now := ca.opts.Now()
-	if !now.Before(ca.root.NotAfter) {
-		return nil, fmt.Errorf("%w at %s", ErrRootExpired, ca.root.NotAfter.UTC().Format(time.RFC3339))
-	}
-	notAfter := now.Add(ttl)
-	if notAfter.After(ca.root.NotAfter) {
-		notAfter = ca.root.NotAfter
-	}
 	td := ca.opts.TrustDomain
 	spiffeID, err := url.Parse(req.Identity.Principal(mesh.PrincipalSPIFFE, td))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidIdentity, err)
 	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, err
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		NotBefore:             now.Add(-ca.opts.Backdate),
-		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
@@ -118,20 +96,7 @@ func (ca *CA) Issue(ctx context.Context, req Request) (*Certificate, error) {
 	if cn := req.Identity.Principal(ca.opts.PrincipalFormat, td); len(cn) <= 64 {
 		tmpl.Subject = pkix.Name{CommonName: cn}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.root, req.PublicKey, ca.key)
-	if err != nil {
-		return nil, fmt.Errorf("signing a certificate for %s: %w", req.Identity, err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("parsing the certificate issued for %s: %w", req.Identity, err)
-	}
-	return &Certificate{
-		CertPEM:   pemCert(der),
-		NotBefore: leaf.NotBefore,
-		NotAfter:  leaf.NotAfter,
-		Serial:    leaf.SerialNumber.Text(16),
-	}, nil
+	return ca.sign(tmpl, req.PublicKey, req.TTL, "certificate for "+req.Identity.String())
 }
 
 // newRoot creates a self-signed ECDSA P-256 root, PEM-encoded, the key as

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"regexp"
 	"strings"
 
@@ -10,7 +11,8 @@ import (
 // Data returns the data document meshward writes at data.meshward for a
 // model:
 //
-//	options:    {permissive, failOpen, pathMatch, principalFormat, trustDomain}
+//	options:    {permissive, failOpen, pathMatch, principalFormat, trustDomain,
+//	            accessKinds}
 //	identities: {<principal>: "ns/name"}, with both the SPIFFE and the DNS
 //	            form of every identity's principal
 //	access:     {<destination "ns/name">: {<source "ns/name">: [entry]}}
@@ -44,10 +46,34 @@ func Data(m *mesh.Model) map[string]any {
 			"pathMatch":       string(o.PathMatch),
 			"principalFormat": string(o.PrincipalFormat),
 			"trustDomain":     o.TrustDomain,
+			"accessKinds":     accessKinds(m),
 		},
 		"identities": identityDoc(m),
 		"access":     accessDoc(m),
 		"ingress":    ingressDoc(m),
+	}
+}
+
+// accessKinds names the kinds of objects that grant access in a model, for
+// explanations: "TrafficTarget", "AccessPolicy" or "TrafficTarget or
+// AccessPolicy". A mesh without access rules is explained in SMI's terms.
+func accessKinds(m *mesh.Model) string {
+	var smi, oci bool
+	for i := range m.Access {
+		switch m.Access[i].Origin.Kind {
+		case "AccessPolicy":
+			oci = true
+		default:
+			smi = true
+		}
+	}
+	switch {
+	case oci && smi:
+		return "TrafficTarget or AccessPolicy"
+	case oci:
+		return "AccessPolicy"
+	default:
+		return "TrafficTarget"
 	}
 }
 
@@ -186,6 +212,10 @@ func MethodRegex(methods []string) string {
 // ruleLabel names a match of a rule: "TrafficTarget ns/t: HTTPRouteGroup
 // ns/g match m" ("... (unnamed match)" for a match without a name).
 func ruleLabel(origin, object mesh.ObjectRef, name string) string {
+	if object == origin {
+		// An OCI AccessPolicy is both the grant and its rules.
+		return origin.String() + ": " + cmp.Or(name, "(unnamed rule)")
+	}
 	if name == "" {
 		return origin.String() + ": " + object.String() + " (unnamed match)"
 	}

@@ -33,6 +33,7 @@ func dataValueWith(m *mesh.Model, idx *identityIndex) ast.Value {
 		"pathMatch", b.str(string(o.PathMatch)),
 		"principalFormat", b.str(string(o.PrincipalFormat)),
 		"trustDomain", b.str(o.TrustDomain),
+		"accessKinds", b.str(accessKinds(m)),
 	)
 
 	idKV := make([][2]*ast.Term, 0, len(idx.byPrincipal))

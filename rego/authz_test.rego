@@ -124,6 +124,12 @@ test_unlisted_source_is_denied if {
 	d.reason == "no TrafficTarget allows bookthief/bookthief to call bookstore/bookstore"
 }
 
+test_denial_names_the_kinds_that_grant_access if {
+	oci := json.patch(mesh, [{"op": "add", "path": "/options/accessKinds", "value": "AccessPolicy"}])
+	d := decide(http(bookthief, bookstore, "GET", "/books-bought", {}), oci)
+	d.reason == "no AccessPolicy allows bookthief/bookthief to call bookstore/bookstore"
+}
+
 test_unknown_source_principal if {
 	d := decide(http(stranger, bookstore, "GET", "/", {}), mesh)
 	not d.allowed

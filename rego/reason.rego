@@ -29,7 +29,7 @@ reason := ingress_reason if {
 	count(matched) > 0
 } else := sprintf("permissive mode allows %s to call %s: every pair of identities in the mesh is allowed", [source, destination]) if {
 	permissive
-} else := sprintf("no TrafficTarget allows %s to call %s", [source, destination]) if {
+} else := sprintf("no %s allows %s to call %s", [access_kinds, source, destination]) if {
 	not data.meshward.access[destination][source]
 } else := denied_reason
 
@@ -38,6 +38,12 @@ no_identity(side) := sprintf("the request has no %s principal (no mesh identity)
 } else := sprintf("%s principal %q is not in the mesh", [side, input.attributes[side].principal])
 
 rules := data.meshward.access[destination][source]
+
+# access_kinds names the objects that grant access in this mesh:
+# TrafficTarget, AccessPolicy or both.
+default access_kinds := "TrafficTarget"
+
+access_kinds := data.meshward.options.accessKinds
 
 # origins lists the TrafficTargets that name this caller and callee.
 origins := concat(", ", {r.origin | some r in rules})

@@ -19,15 +19,16 @@ func TestCheckOCIPrefixes(t *testing.T) {
 	}
 	dir := filepath.Join(root, "examples", "bookstore-oci")
 	for name, tc := range map[string]struct {
-		args []string
-		code int
+		args   []string
+		code   int
+		reason string // a part of the reason, when it matters
 	}{
-		"vs to vs allowed":        {[]string{"--source", "vs:bookbuyer/bookbuyer", "--destination", "vs:bookstore/bookstore", "--method", "GET", "--path", "/books-bought"}, cli.ExitOK},
-		"vs to vs denied":         {[]string{"--source", "vs:bookthief/bookthief", "--destination", "vs:bookstore/bookstore", "--method", "GET", "--path", "/books-bought"}, cli.ExitError},
-		"vs to vs tcp allowed":    {[]string{"--source", "vs:bookstore/bookstore", "--destination", "vs:bookwarehouse/bookwarehouse", "--port", "14001"}, cli.ExitOK},
-		"sa to vs allowed":        {[]string{"--source", "bookbuyer/bookbuyer", "--destination", "vs:bookstore/bookstore", "--method", "GET"}, cli.ExitOK},
-		"unknown virtual service": {[]string{"--source", "vs:bookbuyer/nope", "--destination", "vs:bookstore/bookstore", "--method", "GET"}, cli.ExitError},
-		"unknown ingress gateway": {[]string{"--source", "ig:bookstore/nope", "--destination", "vs:bookstore/bookstore", "--method", "GET"}, cli.ExitError},
+		"vs to vs allowed":        {[]string{"--source", "vs:bookbuyer/bookbuyer", "--destination", "vs:bookstore/bookstore", "--method", "GET", "--path", "/books-bought"}, cli.ExitOK, "bookbuyer/bookbuyer may call bookstore/bookstore: AccessPolicy bookstore/bookbuyer-access-bookstore: rules[0]"},
+		"vs to vs denied":         {[]string{"--source", "vs:bookthief/bookthief", "--destination", "vs:bookstore/bookstore", "--method", "GET", "--path", "/books-bought"}, cli.ExitError, "no AccessPolicy allows bookthief/bookthief to call bookstore/bookstore"},
+		"vs to vs tcp allowed":    {[]string{"--source", "vs:bookstore/bookstore", "--destination", "vs:bookwarehouse/bookwarehouse", "--port", "14001"}, cli.ExitOK, ""},
+		"sa to vs allowed":        {[]string{"--source", "bookbuyer/bookbuyer", "--destination", "vs:bookstore/bookstore", "--method", "GET"}, cli.ExitOK, ""},
+		"unknown virtual service": {[]string{"--source", "vs:bookbuyer/nope", "--destination", "vs:bookstore/bookstore", "--method", "GET"}, cli.ExitError, ""},
+		"unknown ingress gateway": {[]string{"--source", "ig:bookstore/nope", "--destination", "vs:bookstore/bookstore", "--method", "GET"}, cli.ExitError, ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, out, errOut := run(t, append([]string{"check", "--dir", dir, "-o", "json"}, tc.args...)...)
@@ -43,6 +44,9 @@ func TestCheckOCIPrefixes(t *testing.T) {
 			}
 			if got.Allowed != (tc.code == cli.ExitOK) || strings.TrimSpace(got.Reason) == "" {
 				t.Fatalf("allowed %v, reason %q", got.Allowed, got.Reason)
+			}
+			if !strings.Contains(got.Reason, tc.reason) {
+				t.Fatalf("reason %q, want it to contain %q", got.Reason, tc.reason)
 			}
 		})
 	}

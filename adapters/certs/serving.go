@@ -68,6 +68,13 @@ func (ca *CA) IssueServing(ctx context.Context, req ServingRequest) (*Certificat
 	return ca.sign(tmpl, req.PublicKey, req.TTL, "serving certificate for "+strings.Join(req.Hosts, ", "))
 }
 
+// ValidateHosts checks that hosts are DNS names or IP addresses, at least
+// one, as IssueServing requires; errors wrap ErrInvalidHost.
+func ValidateHosts(hosts []string) error {
+	_, _, err := splitHosts(hosts)
+	return err
+}
+
 // splitHosts sorts hosts into DNS names and IP addresses, and rejects
 // anything else.
 func splitHosts(hosts []string) ([]string, []net.IP, error) {

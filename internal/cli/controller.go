@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,7 +33,10 @@ type controllerFlags struct {
 	mesh           *meshFlags
 	servers        *serverFlags
 	xds            *xdsFlags
+	signer         *signerFlags
 	gatewayImage   string
+	// namespace is meshward's own namespace.
+	namespace string
 }
 
 // inClusterNamespace is where a pod's namespace is mounted.
@@ -66,7 +72,7 @@ as Events.`,
 			if err != nil {
 				return fmt.Errorf("no cluster configuration (use --kubeconfig, $KUBECONFIG or run in a pod): %w", err)
 			}
-			ns := f.leaseNamespace
+			ns := f.namespace
 			if ns == "" {
 				ns = os.Getenv("POD_NAMESPACE")
 			}
@@ -75,17 +81,33 @@ as Events.`,
 					ns = strings.TrimSpace(string(b))
 				}
 			}
-			if f.leaderElect && ns == "" {
-				return usageError{fmt.Errorf("--leader-election-namespace is required outside a pod")}
+			leaseNS := cmp.Or(f.leaseNamespace, ns)
+			if f.leaderElect && leaseNS == "" {
+				return usageError{fmt.Errorf("--leader-election-namespace (or --namespace) is required outside a pod")}
 			}
-			ctx := cmd.Context()
-			srv, err := f.servers.start(ctx, log, ctrlmetrics.Registry)
+			if f.signer.enabled() && ns == "" {
+				return usageError{fmt.Errorf("--namespace is required outside a pod: the signing endpoint keeps the mesh CA in a Secret there (or disable it with --signer-address 0)")}
+			}
+			// Every goroutine started below ends before the command
+			// returns.
+			ctx, cancel := context.WithCancel(cmd.Context())
+			var wg sync.WaitGroup
+			defer func() {
+				cancel()
+				wg.Wait()
+			}()
+			srv, err := f.servers.start(ctx, &wg, log, ctrlmetrics.Registry)
 			if err != nil {
 				return err
 			}
-			x, err := f.xds.start(ctx, log, ctrlmetrics.Registry, opts, nil, srv.extAuthzAddr)
+			x, err := f.xds.start(ctx, &wg, log, ctrlmetrics.Registry, opts, nil, srv.extAuthzAddr)
 			if err != nil {
 				return err
+			}
+			if f.signer.enabled() {
+				if _, err := f.signer.start(ctx, &wg, log, cfg, ns, opts); err != nil {
+					return err
+				}
 			}
 			src, err := kube.New(kube.Options{
 				Config: cfg,
@@ -100,7 +122,7 @@ as Events.`,
 				},
 				Debounce:                f.debounce,
 				LeaderElection:          f.leaderElect,
-				LeaderElectionNamespace: ns,
+				LeaderElectionNamespace: leaseNS,
 				LeaderElectionID:        f.leaseName,
 				Instance:                f.instance,
 				MetricsAddr:             f.metricsAddr,
@@ -117,7 +139,8 @@ as Events.`,
 	fs := cmd.Flags()
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: $KUBECONFIG, then in-cluster)")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "elect one replica to write Events and status")
-	fs.StringVar(&f.leaseNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the pod's namespace)")
+	fs.StringVar(&f.namespace, "namespace", "", "meshward's own namespace, where the CA Secret and the leader Lease live (default: $POD_NAMESPACE, then the pod's service-account mount)")
+	fs.StringVar(&f.leaseNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: --namespace)")
 	fs.StringVar(&f.leaseName, "leader-election-id", "meshward-leader", "name of the leader Lease")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables)")
 	fs.StringVar(&f.healthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (0 disables)")
@@ -126,6 +149,7 @@ as Events.`,
 	f.mesh = addMeshFlags(fs)
 	f.servers = addServerFlags(fs)
 	f.xds = addXDSFlags(fs, false)
+	f.signer = addSignerFlags(fs)
 	fs.StringVar(&f.gatewayImage, "gateway-image", "", "container image of ingress gateway pods; enables the IngressGatewayDeployment controller")
 	return cmd
 }

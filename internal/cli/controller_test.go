@@ -125,7 +125,7 @@ func TestControllerServesPoliciesFromTheCluster(t *testing.T) {
 		done <- cli.Run(ctx, []string{
 			"controller", "--kubeconfig", kubeconfig, "--instance", "test",
 			"--ext-authz-address", "127.0.0.1:0", "--nginx-auth-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0",
-			"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--debounce", "20ms",
+			"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--debounce", "20ms", "--signer-address", "0",
 		}, &strings.Builder{}, logs)
 	}()
 	defer func() {

@@ -1,15 +1,21 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/meshward/meshward/adapters/certs"
@@ -23,9 +29,11 @@ type serveFlags struct {
 	dir      string
 	once     bool
 	debounce time.Duration
-	mesh     *meshFlags
-	servers  *serverFlags
-	xds      *xdsFlags
+	// metricsAddr serves /metrics.
+	metricsAddr string
+	mesh        *meshFlags
+	servers     *serverFlags
+	xds         *xdsFlags
 }
 
 func newServe(g *globals) *cobra.Command {
@@ -65,8 +73,20 @@ with its file and line, and the last good model stays in force.`,
 				return nil
 			}
 			log.Info("serving from a directory", "dir", f.dir, "mesh", opts.MeshName, "trustDomain", opts.TrustDomain)
-			ctx := cmd.Context()
-			srv, err := f.servers.start(ctx, log, prometheus.NewRegistry())
+			// Every goroutine started below ends before serve returns:
+			// servers stop, certificate files are no longer written.
+			ctx, cancel := context.WithCancel(cmd.Context())
+			var wg sync.WaitGroup
+			defer func() {
+				cancel()
+				wg.Wait()
+			}()
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			if err := serveMetrics(ctx, &wg, log, f.metricsAddr, reg); err != nil {
+				return err
+			}
+			srv, err := f.servers.start(ctx, &wg, log, reg)
 			if err != nil {
 				return err
 			}
@@ -81,7 +101,7 @@ with its file and line, and the last good model stays in force.`,
 				}
 				log.Info("workload certificates", "dir", f.xds.certDir)
 			}
-			x, err := f.xds.start(ctx, log, prometheus.NewRegistry(), opts, issuerOf(ca), srv.extAuthzAddr)
+			x, err := f.xds.start(ctx, &wg, log, reg, opts, ca, srv.extAuthzAddr)
 			if err != nil {
 				return err
 			}
@@ -98,18 +118,29 @@ with its file and line, and the last good model stays in force.`,
 	cmd.Flags().StringVar(&f.dir, "dir", "", "directory of manifests (YAML or JSON, read recursively)")
 	cmd.Flags().BoolVar(&f.once, "once", false, "load once, print the model summary and findings, and exit")
 	cmd.Flags().DurationVar(&f.debounce, "debounce", 200*time.Millisecond, "wait this long after a file change before reloading")
+	cmd.Flags().StringVar(&f.metricsAddr, "metrics-bind-address", "0", "address of the Prometheus metrics endpoint /metrics (0 disables)")
 	f.mesh = addMeshFlags(cmd.Flags())
 	f.servers = addServerFlags(cmd.Flags())
 	f.xds = addXDSFlags(cmd.Flags(), true)
 	return cmd
 }
 
-// issuerOf avoids a typed nil in an interface.
-func issuerOf(ca *certs.CA) certs.Issuer {
-	if ca == nil {
+// serveMetrics serves the registry's metrics at /metrics on addr until
+// ctx is done ("0" disables).
+func serveMetrics(ctx context.Context, wg *sync.WaitGroup, log logr.Logger, addr string, reg *prometheus.Registry) error {
+	if addr == "0" {
 		return nil
 	}
-	return ca
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics endpoint: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	serveHTTP(ctx, wg, log, "metrics endpoint", &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln)
+	log.Info("metrics endpoint listening", "address", ln.Addr().String())
+	return nil
 }
 
 // policyModules returns the directory's Rego files by path.

@@ -143,6 +143,10 @@ func TestServeUsageErrors(t *testing.T) {
 		"bad trust domain": {"serve", "--dir", ".", "--trust-domain", "a/b"},
 		"no decision logs": {"serve", "--dir", ".", "--decision-log-config", filepath.Join(t.TempDir(), "absent.yaml")},
 		"bad proxies":      {"serve", "--dir", ".", "--nginx-trusted-proxies", "not-a-cidr", "--ext-authz-address", "0", "--nginx-auth-address", "127.0.0.1:0"},
+		"bad xDS host": {
+			"serve", "--dir", ".", "--ext-authz-address", "0", "--nginx-auth-address", "0", "--xds-address", "127.0.0.1:0",
+			"--cert-dir", t.TempDir(), "--xds-tls-hosts", "not a host",
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, _, errOut := run(t, args...)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -54,8 +56,9 @@ type servers struct {
 }
 
 // start creates the engine and starts the servers; they stop when ctx is
-// done. The listeners are bound before start returns.
-func (f *serverFlags) start(ctx context.Context, log logr.Logger, reg prometheus.Registerer) (*servers, error) {
+// done, and wg counts their goroutines. The listeners are bound before
+// start returns.
+func (f *serverFlags) start(ctx context.Context, wg *sync.WaitGroup, log logr.Logger, reg prometheus.Registerer) (*servers, error) {
 	engine, err := policy.New(ctx, policy.Options{DecisionPath: f.decisionPath, DryRun: f.dryRun, Log: log.WithName("policy")})
 	if err != nil {
 		return nil, usageError{err}
@@ -74,7 +77,8 @@ func (f *serverFlags) start(ctx context.Context, log logr.Logger, reg prometheus
 			}
 			return nil, err
 		}
-		context.AfterFunc(ctx, func() {
+		wg.Go(func() {
+			<-ctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			dl.Stop(sctx)
@@ -96,12 +100,15 @@ func (f *serverFlags) start(ctx context.Context, log logr.Logger, reg prometheus
 		g := grpc.NewServer()
 		srv.Register(g)
 		s.extAuthzAddr = ln.Addr()
-		go func() {
+		wg.Go(func() {
 			if err := g.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 				log.Error(err, "ext_authz server stopped")
 			}
-		}()
-		context.AfterFunc(ctx, g.GracefulStop)
+		})
+		wg.Go(func() {
+			<-ctx.Done()
+			g.GracefulStop()
+		})
 		log.Info("ext_authz server listening", "address", ln.Addr().String())
 	}
 	if f.nginxAddr != "0" {
@@ -121,21 +128,36 @@ func (f *serverFlags) start(ctx context.Context, log logr.Logger, reg prometheus
 		if err != nil {
 			return nil, fmt.Errorf("nginx auth endpoint: %w", err)
 		}
-		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		s.nginxAddr = ln.Addr()
-		go func() {
-			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error(err, "nginx auth endpoint stopped")
-			}
-		}()
-		context.AfterFunc(ctx, func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = hs.Shutdown(sctx)
-		})
+		serveHTTP(ctx, wg, log, "nginx auth endpoint", &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, ln)
 		log.Info("nginx auth endpoint listening", "address", ln.Addr().String())
 	}
 	return s, nil
+}
+
+// serveHTTP serves hs on ln until ctx is done, then shuts it down; wg
+// counts its goroutines. With hs.TLSConfig set it serves TLS.
+func serveHTTP(ctx context.Context, wg *sync.WaitGroup, log logr.Logger, name string, hs *http.Server, ln net.Listener) {
+	// The server's own messages (TLS handshake failures, mostly) are
+	// debug logs: any client can cause them.
+	hs.ErrorLog = slog.NewLogLogger(logr.ToSlogHandler(log.WithValues("server", name)), slog.LevelDebug)
+	wg.Go(func() {
+		var err error
+		if hs.TLSConfig != nil {
+			err = hs.ServeTLS(ln, "", "")
+		} else {
+			err = hs.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(err, name+" stopped")
+		}
+	})
+	wg.Go(func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	})
 }
 
 // update puts a new model in force.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/go-logr/logr"
@@ -31,7 +32,14 @@ type xdsFlags struct {
 	tlsCert   string
 	tlsKey    string
 	clientCA  string
+	// tlsHosts (standalone) are the names of the serving certificate the
+	// mesh CA issues for the xDS server.
+	tlsHosts []string
 }
+
+// defaultXDSTLSHosts are the names of serve's own xDS serving
+// certificate, besides the host of --xds-address.
+var defaultXDSTLSHosts = []string{"localhost", "127.0.0.1", "::1"}
 
 func addXDSFlags(fs *pflag.FlagSet, standalone bool) *xdsFlags {
 	f := &xdsFlags{}
@@ -41,6 +49,7 @@ func addXDSFlags(fs *pflag.FlagSet, standalone bool) *xdsFlags {
 	fs.BoolVar(&f.plaintext, "plaintext", false, "UNSAFE: no mTLS between workloads (identities are then not verified)")
 	if standalone {
 		fs.StringVar(&f.certDir, "cert-dir", "", "directory for the CA root (ca/) and each identity's certificate files (<ns>/<sa>/{cert,key,ca}.pem) for gRPC's file_watcher (default: <dir>.certs next to --dir)")
+		fs.StringSliceVar(&f.tlsHosts, "xds-tls-hosts", defaultXDSTLSHosts, "DNS names and IP addresses of the xDS server's serving certificate, issued by the mesh CA (the host of --xds-address is added); nodes must present their identity's certificate. Empty: no TLS on the xDS channel")
 	}
 	fs.StringVar(&f.tlsCert, "xds-tls-cert", "", "serving certificate of the xDS server (PEM); with --xds-tls-key and --xds-client-ca the xDS channel uses mTLS and each node must present its identity's certificate")
 	fs.StringVar(&f.tlsKey, "xds-tls-key", "", "private key of --xds-tls-cert")
@@ -55,14 +64,17 @@ type xdsRunner struct {
 	ca      certs.Issuer
 	certDir string
 	addr    net.Addr
+	wg      *sync.WaitGroup
 
 	mu      sync.Mutex
 	started map[mesh.Identity]bool
 }
 
 // start validates the flags, starts the xDS server and returns the runner
-// (nil when disabled). ca may be nil with --plaintext.
-func (f *xdsFlags) start(ctx context.Context, log logr.Logger, reg prometheus.Registerer, opts mesh.Options, ca certs.Issuer, extAuthz net.Addr) (*xdsRunner, error) {
+// (nil when disabled); wg counts its goroutines. ca is nil with
+// --plaintext; standalone, it also issues the xDS server's own serving
+// certificate unless --xds-tls-cert is given.
+func (f *xdsFlags) start(ctx context.Context, wg *sync.WaitGroup, log logr.Logger, reg prometheus.Registerer, opts mesh.Options, ca *certs.CA, extAuthz net.Addr) (*xdsRunner, error) {
 	if f.addr == "0" {
 		return nil, nil
 	}
@@ -78,15 +90,24 @@ func (f *xdsFlags) start(ctx context.Context, log logr.Logger, reg prometheus.Re
 		topts.ExtAuthzCluster = "meshward-ext-authz"
 		topts.ExtAuthzAddress = extAuthz.String()
 	}
-	var creds credentials.TransportCredentials
-	verify := false
-	if f.tlsCert != "" || f.tlsKey != "" || f.clientCA != "" {
-		c, err := f.serverCreds()
-		if err != nil {
+	var (
+		creds credentials.TransportCredentials
+		hosts []string
+		err   error
+	)
+	switch {
+	case f.tlsCert != "" || f.tlsKey != "" || f.clientCA != "":
+		if creds, err = f.serverCreds(); err != nil {
 			return nil, usageError{err}
 		}
-		creds, verify = c, true
+	case ca != nil && len(f.tlsHosts) > 0:
+		if creds, hosts, err = f.meshCreds(ctx, log, ca); err != nil {
+			return nil, err
+		}
 	}
+	// The server reads a node's identity from the SPIFFE ID of its
+	// certificate; DNS principals leave only the chain to check.
+	verify := creds != nil && opts.PrincipalFormat != mesh.PrincipalDNS
 	srv, err := server.New(server.Options{
 		Translate: topts, Log: log.WithName("xds"), Registry: reg,
 		VerifyPeer: verify, TrustDomain: opts.TrustDomain,
@@ -99,17 +120,57 @@ func (f *xdsFlags) start(ctx context.Context, log logr.Logger, reg prometheus.Re
 	if err != nil {
 		return nil, fmt.Errorf("xDS server: %w", err)
 	}
-	go func() {
+	wg.Go(func() {
 		if err := srv.Serve(ctx, lis, creds); err != nil {
 			log.Error(err, "xDS server stopped")
 		}
-	}()
-	if creds == nil {
+	})
+	switch {
+	case creds == nil:
 		log.Info("xDS server listening WITHOUT TLS on its own channel: use it on a trusted network or set --xds-tls-cert, --xds-tls-key and --xds-client-ca", "address", lis.Addr().String(), "flavor", f.flavor)
-	} else {
+	case !verify:
+		log.Info("xDS server listening (mTLS); with --principal-format dns a node's certificate is checked against the mesh CA, but not the identity it claims", "address", lis.Addr().String(), "flavor", f.flavor)
+	case hosts != nil:
+		log.Info("xDS server listening (mTLS)", "address", lis.Addr().String(), "flavor", f.flavor, "hosts", hosts)
+	default:
 		log.Info("xDS server listening (mTLS)", "address", lis.Addr().String(), "flavor", f.flavor)
 	}
-	return &xdsRunner{srv: srv, log: log.WithName("xds"), ca: ca, certDir: f.certDir, addr: lis.Addr(), started: map[mesh.Identity]bool{}}, nil
+	x := &xdsRunner{srv: srv, log: log.WithName("xds"), certDir: f.certDir, addr: lis.Addr(), wg: wg, started: map[mesh.Identity]bool{}}
+	if ca != nil {
+		x.ca = ca
+	}
+	return x, nil
+}
+
+// meshCreds returns mTLS credentials for the xDS server: a serving
+// certificate from the mesh CA for --xds-tls-hosts and the host of
+// --xds-address, and client certificates verified with the mesh's trust
+// bundle. It returns the certificate's hosts.
+func (f *xdsFlags) meshCreds(ctx context.Context, log logr.Logger, ca *certs.CA) (credentials.TransportCredentials, []string, error) {
+	hosts := slices.Clone(f.tlsHosts)
+	if host, _, err := net.SplitHostPort(f.addr); err == nil && host != "" && !slices.Contains(hosts, host) {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+			hosts = append(hosts, host)
+		}
+	}
+	serving, err := certs.NewServingCertificate(ctx, ca, certs.ServingOptions{Hosts: hosts, Log: log.WithName("xds")})
+	if errors.Is(err, certs.ErrInvalidHost) {
+		return nil, nil, usageError{fmt.Errorf("--xds-tls-hosts: %w", err)}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("the xDS server's serving certificate: %w", err)
+	}
+	bundle, err := ca.TrustBundle(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(bundle)
+	cfg := serving.TLSConfig()
+	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	cfg.ClientCAs = pool
+	cfg.MinVersion = tls.VersionTLS13
+	return credentials.NewTLS(cfg), hosts, nil
 }
 
 func (f *xdsFlags) serverCreds() (credentials.TransportCredentials, error) {
@@ -154,11 +215,14 @@ func (x *xdsRunner) update(ctx context.Context, m *mesh.Model) {
 		if x.started[id] {
 			continue
 		}
+		if ctx.Err() != nil {
+			return
+		}
 		x.started[id] = true
-		go func() {
-			if err := certs.KeepFresh(ctx, x.ca, x.certDir, id, certs.FileOptions{Log: x.log.WithName("certs")}); err != nil {
+		x.wg.Go(func() {
+			if err := certs.KeepFresh(ctx, x.ca, x.certDir, id, certs.FileOptions{Log: x.log.WithName("certs")}); err != nil && ctx.Err() == nil {
 				x.log.Error(err, "certificate files not written", "identity", id.String())
 			}
-		}()
+		})
 	}
 }

@@ -151,8 +151,8 @@ type GatewayListener struct {
 
 // EgressRule allows identities of the mesh to reach a service outside it.
 // It comes from one AccessPolicy rule whose destination is an external
-// service; egress rules are combined by union. meshward records them; it
-// does not enforce egress yet.
+// service; egress rules are combined by union. The policy engine
+// enforces them for requests marked as egress (see docs/policy.md).
 type EgressRule struct {
 	// Origin is the AccessPolicy.
 	Origin ObjectRef `json:"origin"`

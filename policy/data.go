@@ -16,6 +16,8 @@ import (
 //	identities: {<principal>: "ns/name"}, with both the SPIFFE and the DNS
 //	            form of every identity's principal
 //	access:     {<destination "ns/name">: {<source "ns/name">: [entry]}}
+//	ingress:    IngressBackends by backend and port (see ingressDoc)
+//	egress:     egress rules by source (see egressDoc)
 //
 // where an entry is one access rule (one TrafficTarget):
 //
@@ -51,6 +53,7 @@ func Data(m *mesh.Model) map[string]any {
 		"identities": identityDoc(m),
 		"access":     accessDoc(m),
 		"ingress":    ingressDoc(m),
+		"egress":     egressDoc(m),
 	}
 }
 

@@ -85,6 +85,7 @@ func dataValueWith(m *mesh.Model, idx *identityIndex) ast.Value {
 		[2]*ast.Term{b.str("identities"), ast.ObjectTerm(idKV...)},
 		[2]*ast.Term{b.str("access"), ast.ObjectTerm(accessKV...)},
 		[2]*ast.Term{b.str("ingress"), ingressValue(m)},
+		[2]*ast.Term{b.str("egress"), egressValue(m)},
 	)
 }
 

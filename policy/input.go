@@ -47,6 +47,9 @@ type Request struct {
 	// Ingress, when set, makes this an ingress request: checked against
 	// IngressBackends; Source and Destination are then not used.
 	Ingress *Ingress
+	// Egress, when set, makes this a request leaving the mesh: checked
+	// against egress rules; Destination is then not used.
+	Egress *Egress
 }
 
 // Keys and constant values of the input document, built once and shared
@@ -111,13 +114,21 @@ func buildInput(x *identityIndex, ports *portCache, r Request) (ast.Value, error
 	}
 	srcP, srcID := x.resolve(r.Source)
 	dstP, dstID := x.resolve(r.Destination)
+	var egress *ast.Term
+	if r.Egress != nil {
+		var err error
+		if egress, err = egressTerm(r.Egress); err != nil {
+			return nil, err
+		}
+		dstP, dstID = nil, nil
+	}
 
 	var port *portTerms
 	if r.Port != 0 {
 		port = ports.get(r.Port)
 	}
 
-	mw := make([][2]*ast.Term, 0, 6)
+	mw := make([][2]*ast.Term, 0, 7)
 	mw = append(mw, [2]*ast.Term{keyProtocol, protoTerm})
 	if srcID != nil {
 		mw = append(mw, [2]*ast.Term{keySource, srcID.name})
@@ -127,6 +138,9 @@ func buildInput(x *identityIndex, ports *portCache, r Request) (ast.Value, error
 	}
 	if r.Ingress != nil {
 		mw = append(mw, [2]*ast.Term{keyIngress, ingressTerm(r.Ingress)})
+	}
+	if egress != nil {
+		mw = append(mw, [2]*ast.Term{keyEgress, egress})
 	}
 	if port != nil {
 		mw = append(mw, [2]*ast.Term{keyPort, port.number})

@@ -21,6 +21,8 @@ destination := input.meshward.destination
 
 reason := ingress_reason if {
 	input.meshward.ingress
+} else := egress_reason if {
+	input.meshward.egress
 } else := no_identity("source") if {
 	not source
 } else := no_identity("destination") if {

@@ -16,7 +16,7 @@ import (
 	"strings"
 )
 
-//go:embed authz.rego reason.rego ext.rego envoy_authz.rego ingress.rego
+//go:embed authz.rego reason.rego ext.rego envoy_authz.rego ingress.rego egress.rego
 var files embed.FS
 
 // Module is one built-in Rego file.

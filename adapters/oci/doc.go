@@ -64,7 +64,7 @@
 // identities. A rule whose source or destination has no identity yet
 // allows nothing (Warning). An externalService destination becomes a
 // mesh.EgressRule (hosts for http and https, CIDR blocks for tcp; no ports
-// means every port); egress is recorded, not yet enforced.
+// means every port), which the policy engine enforces for egress requests.
 //
 // # Routing
 //

@@ -18,6 +18,14 @@ import (
 // principal is not available, e.g. for a plaintext listener.
 const DestinationExtension = "meshward.io/destination"
 
+// EgressExtension is the context extension that marks a listener's
+// requests as leaving the mesh ("true"): they are checked against egress
+// rules (OCI AccessPolicies with an externalService destination) by the
+// HTTP Host, the TLS server name and the destination address, and the
+// destination principal is not used. Only the control plane's
+// configuration sets it; a request cannot.
+const EgressExtension = "meshward.io/egress"
+
 // request reads what meshward decides on from a CheckRequest. Identities
 // come only from the principals Envoy took from verified certificates (and
 // the destination from the configured context extension): never from
@@ -39,6 +47,13 @@ func request(req *authv3.CheckRequest) policy.Request {
 		r.Headers = h.GetHeaders()
 		if len(r.Headers) == 0 && len(h.GetHeaderMap().GetHeaders()) > 0 {
 			r.Headers = rawHeaders(h.GetHeaderMap())
+		}
+	}
+	if a.GetContextExtensions()[EgressExtension] == "true" {
+		r.Egress = &policy.Egress{
+			Host:    r.Host,
+			SNI:     a.GetTlsSession().GetSni(),
+			Address: a.GetDestination().GetAddress().GetSocketAddress().GetAddress(),
 		}
 	}
 	return r

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -44,6 +45,10 @@ ext_authz server, then says why.
 or a Service as svc:NS/NAME, an OCI-style VirtualService as vs:NS/NAME or
 IngressGateway as ig:NS/NAME: these stand for the identities of the pods
 behind them, and the request is allowed only if every one of them allows it.
+--destination ext:HOST names a service outside the mesh (a host name or an
+IP address): the request is then checked against egress rules (AccessPolicies
+with an externalService destination) by its Host (HTTP), its TLS server name
+(a TCP check of a host name) or its address (a TCP check of an IP address).
 
 With --method or --path the request is HTTP (method GET, path / by default).
 Without either it is a TCP connection to --port, which is then required.
@@ -61,7 +66,7 @@ Exit status: 0 allowed, 1 denied, 2 bad usage or unreadable input.`,
 	fs := cmd.Flags()
 	fs.StringVar(&f.dir, "dir", "", "directory of manifests and .rego policies (read recursively)")
 	fs.StringVar(&f.source, "source", "", "caller: NS/NAME or sa:NS/NAME (a ServiceAccount), svc:NS/NAME (a Service), vs:NS/NAME (a VirtualService), ig:NS/NAME (an IngressGateway)")
-	fs.StringVar(&f.destination, "destination", "", "callee: NS/NAME or sa:NS/NAME (a ServiceAccount), svc:NS/NAME (a Service), vs:NS/NAME (a VirtualService), ig:NS/NAME (an IngressGateway)")
+	fs.StringVar(&f.destination, "destination", "", "callee: NS/NAME or sa:NS/NAME (a ServiceAccount), svc:NS/NAME (a Service), vs:NS/NAME (a VirtualService), ig:NS/NAME (an IngressGateway), ext:HOST (a service outside the mesh)")
 	fs.Uint32Var(&f.port, "port", 0, "destination port (required for a TCP check)")
 	fs.StringVar(&f.method, "method", "", "HTTP method (default GET when --path is given)")
 	fs.StringVar(&f.path, "path", "", "HTTP request path, with an optional query string (default /)")
@@ -133,6 +138,25 @@ func (f *checkFlags) parse() (*checkRequest, error) {
 	}
 	c.request = r
 	return c, nil
+}
+
+// egressOf describes a request to an external service: HTTP requests by
+// their Host, connections to an address by it, other connections by the
+// TLS server name.
+func egressOf(host string, r policy.Request) *policy.Egress {
+	switch {
+	case r.Protocol == policy.ProtocolHTTP:
+		return &policy.Egress{Host: host}
+	case isAddress(host):
+		return &policy.Egress{Address: host}
+	default:
+		return &policy.Egress{SNI: host}
+	}
+}
+
+func isAddress(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
 
 func cmpOr(s, def string) string {
@@ -239,6 +263,10 @@ func decideCheck(cmd *cobra.Command, engine *policy.Engine, m *mesh.Model, c *ch
 		for _, d := range dsts {
 			r := c.request
 			r.Source, r.Destination = s.String(), d.String()
+			if c.destination.kind == extKind {
+				r.Destination = c.destination.String()
+				r.Egress = egressOf(c.destination.host, r)
+			}
 			dec, err := engine.DecideRequest(cmd.Context(), r)
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", err)
@@ -382,6 +410,30 @@ func targetNames(tt *accessv1alpha3.TrafficTarget, ids []mesh.Identity) bool {
 type subject struct {
 	kind *subjectKind
 	ref  mesh.Identity
+	// host is the host name or address of an external service (ext:).
+	host string
+}
+
+// afterPrefix is s after its prefix.
+func afterPrefix(s string) string {
+	_, r, _ := strings.Cut(s, ":")
+	return r
+}
+
+// parseExternal reads the HOST of ext:HOST: a host name or an IP address,
+// without a port (--port gives it).
+func parseExternal(flag, host string) (string, error) {
+	if flag != "--destination" {
+		return "", usageError{fmt.Errorf("%s ext:%s is invalid: an external service can only be a --destination", flag, host)}
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return host, nil
+	}
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if h == "" || len(h) > 253 || strings.ContainsAny(h, ":/ \t") {
+		return "", usageError{fmt.Errorf("%s ext:%s is invalid: want ext:HOST, a host name or an IP address without a port (give the port with --port)", flag, host)}
+	}
+	return h, nil
 }
 
 // subjectKind is a prefix of --source and --destination and how it turns
@@ -404,6 +456,17 @@ var subjectKinds = []*subjectKind{
 	{prefix: "svc", object: "Service", group: true, resolve: resolveService},
 	{prefix: "vs", object: "VirtualService", group: true, resolve: resolveVirtualService},
 	{prefix: "ig", object: "IngressGateway", group: true, resolve: resolveIngressGateway},
+	extKind,
+}
+
+// extKind names a service outside the mesh, ext:HOST (a host name or an
+// IP address), as a --destination: the request is checked against egress
+// rules (OCI AccessPolicies with an externalService destination).
+var extKind = &subjectKind{prefix: "ext", object: "external service", resolve: resolveExternal}
+
+// resolveExternal stands for no identity: an external service has none.
+func resolveExternal(*mesh.Model, mesh.Identity) ([]mesh.Identity, string) {
+	return []mesh.Identity{{}}, ""
 }
 
 func parseSubject(flag, s string) (subject, error) {
@@ -424,6 +487,13 @@ func parseSubject(flag, s string) (subject, error) {
 		}
 		ref = rest
 	}
+	if kind == extKind {
+		host, err := parseExternal(flag, afterPrefix(s))
+		if err != nil {
+			return subject{}, err
+		}
+		return subject{kind: kind, host: host}, nil
+	}
 	id, ok := policy.ParseIdentity(ref)
 	if !ok {
 		return subject{}, usageError{fmt.Errorf("%s %q is invalid: want NS/NAME, e.g. bookstore/bookstore", flag, s)}
@@ -434,13 +504,21 @@ func parseSubject(flag, s string) (subject, error) {
 // String returns the subject as given: NS/NAME for a ServiceAccount,
 // prefix:NS/NAME for other kinds.
 func (s subject) String() string {
+	if s.kind == extKind {
+		return "ext:" + s.host
+	}
 	if s.kind == subjectKinds[0] {
 		return s.ref.String()
 	}
 	return s.kind.prefix + ":" + s.ref.String()
 }
 
-func (s subject) describe() string { return s.kind.object + " " + s.ref.String() }
+func (s subject) describe() string {
+	if s.kind == extKind {
+		return s.kind.object + " " + s.host
+	}
+	return s.kind.object + " " + s.ref.String()
+}
 
 func (s subject) isGroup() bool { return s.kind.group }
 

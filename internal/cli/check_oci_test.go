@@ -23,9 +23,10 @@ func TestCheckOCIPrefixes(t *testing.T) {
 		code   int
 		reason string // a part of the reason, when it matters
 	}{
-		"vs to vs allowed":        {[]string{"--source", "vs:bookbuyer/bookbuyer", "--destination", "vs:bookstore/bookstore", "--method", "GET", "--path", "/books-bought"}, cli.ExitOK, "bookbuyer/bookbuyer may call bookstore/bookstore: AccessPolicy bookstore/bookbuyer-access-bookstore: rules[0]"},
+		"vs to vs allowed":        {[]string{"--source", "vs:bookbuyer/bookbuyer", "--destination", "vs:bookstore/bookstore", "--method", "GET", "--path", "/books-bought"}, cli.ExitOK, "every one allows the request"},
 		"vs to vs denied":         {[]string{"--source", "vs:bookthief/bookthief", "--destination", "vs:bookstore/bookstore", "--method", "GET", "--path", "/books-bought"}, cli.ExitError, "no AccessPolicy allows bookthief/bookthief to call bookstore/bookstore"},
 		"vs to vs tcp allowed":    {[]string{"--source", "vs:bookstore/bookstore", "--destination", "vs:bookwarehouse/bookwarehouse", "--port", "14001"}, cli.ExitOK, ""},
+		"sa to sa allowed":        {[]string{"--source", "bookbuyer/bookbuyer", "--destination", "bookstore/bookstore", "--method", "GET"}, cli.ExitOK, "bookbuyer/bookbuyer may call bookstore/bookstore: AccessPolicy bookstore/bookbuyer-access-bookstore: rules[0]"},
 		"sa to vs allowed":        {[]string{"--source", "bookbuyer/bookbuyer", "--destination", "vs:bookstore/bookstore", "--method", "GET"}, cli.ExitOK, ""},
 		"unknown virtual service": {[]string{"--source", "vs:bookbuyer/nope", "--destination", "vs:bookstore/bookstore", "--method", "GET"}, cli.ExitError, ""},
 		"unknown ingress gateway": {[]string{"--source", "ig:bookstore/nope", "--destination", "vs:bookstore/bookstore", "--method", "GET"}, cli.ExitError, ""},

@@ -94,8 +94,8 @@ func (o Options) Validate() error {
 	if o.MeshName == "" {
 		return fmt.Errorf("mesh name must not be empty")
 	}
-	if o.TrustDomain == "" || strings.ContainsAny(o.TrustDomain, "/: ") {
-		return fmt.Errorf("trust domain %q is invalid: it must be a non-empty DNS-like name without '/', ':' or spaces", o.TrustDomain)
+	if err := ValidateTrustDomain(o.TrustDomain); err != nil {
+		return err
 	}
 	switch o.PrincipalFormat {
 	case PrincipalSPIFFE, PrincipalDNS:
@@ -106,6 +106,24 @@ func (o Options) Validate() error {
 	case PathMatchPrefix, PathMatchFull:
 	default:
 		return fmt.Errorf("path match %q is invalid: want %q or %q", o.PathMatch, PathMatchPrefix, PathMatchFull)
+	}
+	return nil
+}
+
+// ValidateTrustDomain applies SPIFFE's rule for trust domain names:
+// not empty, at most 255 characters, and only lower-case letters, digits,
+// '.', '-' and '_'.
+func ValidateTrustDomain(td string) error {
+	switch {
+	case td == "":
+		return fmt.Errorf("trust domain must not be empty")
+	case len(td) > 255:
+		return fmt.Errorf("trust domain %q is invalid: longer than 255 characters", td)
+	}
+	for _, r := range td {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '.' && r != '-' && r != '_' {
+			return fmt.Errorf("trust domain %q is invalid: SPIFFE allows only lower-case letters, digits, '.', '-' and '_'", td)
+		}
 	}
 	return nil
 }

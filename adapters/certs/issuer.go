@@ -105,7 +105,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.TrustDomain == "" {
 		o.TrustDomain = DefaultTrustDomain
 	}
-	if err := validateTrustDomain(o.TrustDomain); err != nil {
+	if err := mesh.ValidateTrustDomain(o.TrustDomain); err != nil {
 		return o, err
 	}
 	switch o.PrincipalFormat {
@@ -131,20 +131,6 @@ func (o Options) withDefaults() (Options, error) {
 		o.Backdate = DefaultBackdate
 	}
 	return o, nil
-}
-
-// validateTrustDomain applies the SPIFFE rule: lower-case letters, digits,
-// '.', '-' and '_' only.
-func validateTrustDomain(td string) error {
-	if len(td) > 255 {
-		return fmt.Errorf("trust domain %q is invalid: longer than 255 characters", td)
-	}
-	for _, r := range td {
-		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '.' && r != '-' && r != '_' {
-			return fmt.Errorf("trust domain %q is invalid: SPIFFE allows only lower-case letters, digits, '.', '-' and '_'", td)
-		}
-	}
-	return nil
 }
 
 // ValidateIdentity checks that id names a possible ServiceAccount: the

@@ -47,7 +47,7 @@ type authzRow struct {
 func httpRow(name string, src, dst mesh.Identity, method, path string) authzRow {
 	return authzRow{
 		name: name, src: principal(src), dst: principal(dst), port: servicePort, method: method, path: path,
-		host: serviceHost(mesh.ServiceKey{Namespace: dst.Namespace, Name: dst.Name}),
+		host: serviceHost(mesh.ServiceKey(dst)),
 	}
 }
 

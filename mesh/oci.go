@@ -100,6 +100,12 @@ type RouteRule struct {
 	RequestTimeoutMs int64 `json:"requestTimeoutMs,omitempty"`
 	// Backends are the weighted destinations that resolved.
 	Backends []RouteBackend `json:"backends,omitempty"`
+	// RewritePath (gateway http rules) replaces the matched path prefix
+	// with "/" before the request goes on.
+	RewritePath bool `json:"rewritePath,omitempty"`
+	// RewriteHost (gateway http rules) sets the Host of the request to the
+	// destination VirtualService's first host.
+	RewriteHost bool `json:"rewriteHost,omitempty"`
 }
 
 // RouteBackend is a weighted destination of a route rule: a

@@ -76,6 +76,8 @@ func (t *translator) gatewayRouteRule(tb table, gw *gwState, i int, rule *servic
 		if h.RequestTimeoutInMs != nil {
 			rr.RequestTimeoutMs = max(*h.RequestTimeoutInMs, 0)
 		}
+		rr.RewritePath = h.IsPathRewriteEnabled != nil && *h.IsPathRewriteEnabled
+		rr.RewriteHost = h.IsHostRewriteEnabled != nil && *h.IsHostRewriteEnabled
 	case rule.TCPRoute != nil:
 		field += ".tcpRoute"
 		rr.Protocol = mesh.RouteTCP

@@ -13,7 +13,7 @@ KUBE_VERSION  := v1.36.3
 GOLANGCI_VERSION := v2.15.0
 BENCHSTAT_VERSION := v0.0.0-20260908200009-22c9c6c9d4da
 CONTROLLER_TOOLS_VERSION := v0.23.0
-DEMO_DIR      ?= examples/bookstore
+DEMO_DIR      ?= examples/bookstore-grpc
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/meshward/meshward/internal/version.Version=$(VERSION)
@@ -38,7 +38,7 @@ build: ## Build bin/meshward.
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/meshward ./cmd/meshward
 
 .PHONY: demo
-demo: ## Run meshward on the embedded default (examples/bookstore), no cluster needed.
+demo: ## Serve the end-to-end xDS scenario (examples/bookstore-grpc) to proxyless gRPC workloads, no cluster needed.
 	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/meshward serve --dir $(DEMO_DIR) --xds-flavor grpc --cert-dir $(CACHE_DIR)/demo-certs
 
 .PHONY: test

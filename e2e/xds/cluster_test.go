@@ -109,5 +109,5 @@ func TestFromCluster(t *testing.T) {
 			t.Errorf("kube source: %v", err)
 		}
 	})
-	runScenario(t, w, clusterSource{c: env.Client})
+	runScenario(t, w.world, clusterSource{c: env.Client})
 }

@@ -32,13 +32,18 @@ type params struct {
 	Sources []string
 }
 
-// manifests returns the scenario's objects, by the file that holds them
-// in the directory scenario: base (namespaces, identities, services,
-// pods, endpoints, route groups), split (the 80/20 TrafficSplit), canary
-// (the header-matched TrafficSplit) and access (the TrafficTargets).
+// manifestFiles name the scenario's manifests, in the order they are
+// applied: workloads (namespaces, identities, services, pods, endpoints,
+// the route group of the test service), split (the 80/20 TrafficSplit),
+// canary (the header-matched TrafficSplit) and access (the
+// TrafficTargets). In a directory each is <name>.yaml.
+var manifestFiles = []string{"workloads", "split", "canary", "access"}
+
+// manifests returns the scenario's objects by manifest name (see
+// manifestFiles).
 func manifests(p params) map[string]string {
 	out := map[string]string{}
-	for name, tmpl := range map[string]string{"base": baseYAML, "split": splitYAML, "canary": canaryYAML, "access": accessYAML} {
+	for name, tmpl := range map[string]string{"workloads": workloadsYAML, "split": splitYAML, "canary": canaryYAML, "access": accessYAML} {
 		var b bytes.Buffer
 		t := template.Must(template.New(name).Funcs(funcs).Parse(tmpl))
 		if err := t.Execute(&b, p); err != nil {
@@ -74,7 +79,7 @@ var funcs = template.FuncMap{
 	},
 }
 
-const baseYAML = `
+const workloadsYAML = `
 apiVersion: v1
 kind: Namespace
 metadata:

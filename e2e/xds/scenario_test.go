@@ -47,33 +47,43 @@ type source interface {
 	apply(t *testing.T, file, yaml string)
 }
 
-// world is what a scenario runs against: the xDS server, its metrics,
-// the workload certificates, and the pods' listeners.
+// world is what a scenario runs against: the xDS server, the workload
+// certificates, and the pods' listeners.
 type world struct {
-	srv     *server.Server
-	reg     *prometheus.Registry
 	xdsAddr string
 	certDir string
-	// xdsCA verifies the xDS server's serving certificate.
-	xdsCA string
-	ca    *certs.CA
-	port  int
-	pods  []net.Listener // v1, v2
-	p     params
+	// bundle is the mesh's trust bundle.
+	bundle []byte
+	port   int
+	pods   []net.Listener // v1, v2
+	p      params
+	// bootFrom returns the gRPC bootstrap of an identity whose certificate
+	// files are in certDir.
+	bootFrom func(t *testing.T, id mesh.Identity, certDir string) []byte
+	// counter sums the samples of the xDS server's counter family name
+	// whose labels include want.
+	counter func(t *testing.T, name string, want map[string]string) float64
+}
+
+// libraryWorld is a world whose xDS server runs in the test process, for
+// a source that publishes models to it.
+type libraryWorld struct {
+	*world
+	srv *server.Server
 }
 
 // newWorld writes certificates for every identity with the built-in CA,
 // starts the xDS server (gRPC flavor, RBAC, mTLS) behind mTLS that
 // requires a workload certificate proving the node's identity, and opens
 // the pods' listeners on 127.0.0.2 and 127.0.0.3.
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *libraryWorld {
 	t.Helper()
-	w := &world{reg: prometheus.NewRegistry(), certDir: t.TempDir()}
+	reg := prometheus.NewRegistry()
+	w := &world{certDir: t.TempDir()}
 	ca, err := certs.NewCA(certs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.ca = ca
 	for _, id := range []mesh.Identity{storeV1, storeV2, buyer, thief} {
 		if _, err := certs.WriteIdentityFiles(context.Background(), ca, w.certDir, id, certs.FileOptions{}); err != nil {
 			t.Fatal(err)
@@ -83,21 +93,20 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.bundle = bundle
 	clientCAs := x509.NewCertPool()
 	clientCAs.AppendCertsFromPEM(bundle)
-	serving, caFile := servingCert(t, "127.0.0.1")
-	w.xdsCA = caFile
+	serving, xdsCA := servingCert(t, "127.0.0.1")
 
 	srv, err := server.New(server.Options{
 		Translate:  translate.Options{Flavor: translate.FlavorGRPC},
 		Log:        testr.NewWithOptions(t, testr.Options{Verbosity: 0}),
-		Registry:   w.reg,
+		Registry:   reg,
 		VerifyPeer: true,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.srv = srv
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -118,40 +127,47 @@ func newWorld(t *testing.T) *world {
 			t.Errorf("xDS server: %v", err)
 		}
 	})
-
+	w.bootFrom = func(t *testing.T, id mesh.Identity, certDir string) []byte {
+		return bootstrapFor(t, id, w.xdsAddr, certDir, xdsCA)
+	}
+	w.counter = func(t *testing.T, name string, want map[string]string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum float64
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+		metrics:
+			for _, m := range mf.GetMetric() {
+				for k, v := range want {
+					if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == k && l.GetValue() == v }) {
+						continue metrics
+					}
+				}
+				sum += m.GetCounter().GetValue()
+			}
+		}
+		return sum
+	}
 	w.port, w.pods = listenPods(t, "127.0.0.2", "127.0.0.3")
-	w.p = params{Port: w.port, V1Weight: 80, V2Weight: 20, Sources: []string{"bookbuyer"}}
-	return w
+	w.p = scenarioParams(w.port)
+	return &libraryWorld{world: w, srv: srv}
+}
+
+// scenarioParams are the scenario's parameters when it starts, with the
+// pods serving on port.
+func scenarioParams(port int) params {
+	return params{V1: "127.0.0.2", V2: "127.0.0.3", Port: port, V1Weight: 80, V2Weight: 20, Sources: []string{"bookbuyer"}}
 }
 
 // boot returns the identity's bootstrap, with its mesh certificate.
 func (w *world) boot(t *testing.T, id mesh.Identity) []byte {
-	return bootstrapFor(t, id, w.xdsAddr, w.certDir, w.xdsCA)
-}
-
-// counter sums the samples of a counter family whose labels include want.
-func (w *world) counter(t *testing.T, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := w.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for k, v := range want {
-				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == k && l.GetValue() == v }) {
-					continue metrics
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
+	return w.bootFrom(t, id, w.certDir)
 }
 
 // runScenario runs the scenario against objects in src, whose model the
@@ -159,7 +175,7 @@ func (w *world) counter(t *testing.T, name string, want map[string]string) float
 func runScenario(t *testing.T, w *world, src source) {
 	start := time.Now()
 	m := manifests(w.p)
-	for _, f := range []string{"base", "split", "canary", "access"} {
+	for _, f := range manifestFiles {
 		src.apply(t, f, m[f])
 	}
 	startPod(t, v1Pod, w.boot(t, storeV1), w.pods[0])
@@ -249,11 +265,7 @@ func testNoCertificate(t *testing.T, w *world) {
 	t.Logf("cluster NACKs from the client without certificate: %v", nacks()-before)
 
 	roots := x509.NewCertPool()
-	bundle, err := w.ca.TrustBundle(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots.AppendCertsFromPEM(bundle)
+	roots.AppendCertsFromPEM(w.bundle)
 	creds := credentials.NewTLS(&tls.Config{
 		RootCAs: roots,
 		// The pod's certificate names a SPIFFE identity, not a host; the
@@ -285,7 +297,7 @@ func testNoCertificate(t *testing.T, w *world) {
 		return w.counter(t, "meshward_xds_streams_refused_total", map[string]string{"reason": "peer_mismatch"})
 	}
 	before = refused()
-	fake := newClient(t, "bookthief posing as bookbuyer", bootstrapFor(t, buyer, w.xdsAddr, impostor, w.xdsCA), rootTarget)
+	fake := newClient(t, "bookthief posing as bookbuyer", w.bootFrom(t, buyer, impostor), rootTarget)
 	if err := wantCode(func() error { _, err := fake.call(context.Background()); return err }(), codes.Unavailable); err != nil {
 		t.Errorf("node claiming an identity its certificate does not prove: %v", err)
 	}

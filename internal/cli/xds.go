@@ -109,7 +109,7 @@ func (f *xdsFlags) start(ctx context.Context, wg *sync.WaitGroup, log logr.Logge
 	// certificate; DNS principals leave only the chain to check.
 	verify := creds != nil && opts.PrincipalFormat != mesh.PrincipalDNS
 	srv, err := server.New(server.Options{
-		Translate: topts, Log: log.WithName("xds"), Registry: reg,
+		Translate: topts, Log: log, Registry: reg,
 		VerifyPeer: verify, TrustDomain: opts.TrustDomain,
 	})
 	if err != nil {

@@ -67,3 +67,20 @@ Container image reference; the tag defaults to the chart's appVersion.
 {{- define "meshward.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/*
+Name of the Secret holding the mesh CA root.
+*/}}
+{{- define "meshward.caSecretName" -}}
+{{- default (printf "%s-ca" (include "meshward.fullname" .)) .Values.caSecretName }}
+{{- end }}
+
+{{/*
+Hosts of the signing endpoint's serving certificate, comma-separated: the
+Service's names, then signer.extraHosts.
+*/}}
+{{- define "meshward.signerHosts" -}}
+{{- $svc := printf "%s.%s.svc" (include "meshward.fullname" .) .Release.Namespace }}
+{{- $hosts := list $svc (printf "%s.%s" $svc .Values.clusterDomain) }}
+{{- join "," (concat $hosts .Values.signer.extraHosts) }}
+{{- end }}

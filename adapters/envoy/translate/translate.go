@@ -190,10 +190,59 @@ func (r *Resources) Messages() []proto.Message {
 // destination is the identity). In the ext_authz modes it also emits the
 // ext_authz server's cluster.
 //
+// ForIdentity is Outbound and Inbound merged: a caller translating many
+// identities of one model calls Outbound once and Inbound per identity.
+//
 // ForIdentity is pure and deterministic: equal models and options give equal
 // resources, in the same order. It fails on invalid options (ErrInvalidOptions,
 // ErrUnsupported) and on an identity the model does not know (ErrUnknownIdentity).
 func ForIdentity(m *mesh.Model, id mesh.Identity, opts Options) (*Resources, error) {
+	in, err := Inbound(m, id, opts)
+	if err != nil {
+		return nil, err
+	}
+	out, err := Outbound(m, opts)
+	if err != nil {
+		return nil, err
+	}
+	return Merge(out, in), nil
+}
+
+// Outbound returns the resources that every identity of the model gets,
+// the same for each: the client side of every service port the flavor
+// carries (its cluster, and the listeners and route configurations that
+// lead to it) and, in the ext_authz modes, the ext_authz server's cluster.
+// They depend on the model and the options only, never on the identity
+// (a cluster checks the server's certificate against the identities of
+// the service it leads to, and names the workload's own certificate by the
+// same name for every identity), so one translation serves every identity.
+// Each slice is sorted by name. It fails on invalid options.
+func Outbound(m *mesh.Model, opts Options) (*Resources, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	b := newBuilder(m, o)
+	res := &Resources{}
+	b.outbound(res)
+	if o.extAuthz() {
+		res.Clusters = append(res.Clusters, b.extAuthzCluster())
+	}
+	if b.err != nil {
+		return nil, b.err
+	}
+	res.sort()
+	return res, nil
+}
+
+// Inbound returns the resources of one identity's server side: the
+// listeners (gRPC: one per address and port; Envoy: the inbound listener)
+// where its pods serve, with mTLS and authorisation from the access rules
+// whose destination is the identity, and in the Envoy flavor the clusters
+// that deliver to the application. Its names never clash with Outbound's.
+// Each slice is sorted by name. It fails on invalid options and on an
+// identity the model does not know.
+func Inbound(m *mesh.Model, id mesh.Identity, opts Options) (*Resources, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -203,18 +252,32 @@ func ForIdentity(m *mesh.Model, id mesh.Identity, opts Options) (*Resources, err
 	}
 	b := newBuilder(m, o)
 	res := &Resources{}
-	b.outbound(res)
 	b.inbound(res, id)
-	if o.extAuthz() {
-		res.Clusters = append(res.Clusters, b.extAuthzCluster())
-	}
 	if b.err != nil {
 		return nil, b.err
 	}
-	slices.SortFunc(res.Listeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.GetName(), b.GetName()) })
-	slices.SortFunc(res.Routes, func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.GetName(), b.GetName()) })
-	slices.SortFunc(res.Clusters, func(a, b *clusterv3.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })
+	res.sort()
 	return res, nil
+}
+
+// Merge returns the resources of every part in one Resources, each slice
+// sorted by name. The parts are not modified; the messages are shared,
+// not copied.
+func Merge(parts ...*Resources) *Resources {
+	out := &Resources{}
+	for _, p := range parts {
+		out.Listeners = append(out.Listeners, p.Listeners...)
+		out.Routes = append(out.Routes, p.Routes...)
+		out.Clusters = append(out.Clusters, p.Clusters...)
+	}
+	out.sort()
+	return out
+}
+
+func (r *Resources) sort() {
+	slices.SortFunc(r.Listeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(r.Routes, func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(r.Clusters, func(a, b *clusterv3.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })
 }
 
 // Validate runs ValidateAll on every resource and joins the errors, each

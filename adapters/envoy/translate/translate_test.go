@@ -113,3 +113,32 @@ func TestValidateReportsEveryInvalidResource(t *testing.T) {
 		t.Errorf("want both invalid clusters reported, got %d in:\n%v", n, err)
 	}
 }
+
+// TestOutboundAndInboundNamesDoNotClash checks, for every identity of
+// every golden case, that the inbound side names no resource the shared
+// outbound side names: the server serves one set beside the other.
+func TestOutboundAndInboundNamesDoNotClash(t *testing.T) {
+	for _, c := range loadCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := Outbound(c.model, c.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shared := map[string]bool{}
+			for _, m := range out.Messages() {
+				shared[string(m.ProtoReflect().Descriptor().Name())+" "+resourceName(m)] = true
+			}
+			for _, id := range c.model.Identities {
+				in, err := Inbound(c.model, id, c.opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range in.Messages() {
+					if key := string(m.ProtoReflect().Descriptor().Name()) + " " + resourceName(m); shared[key] {
+						t.Errorf("%s: inbound %s is also an outbound resource", id, key)
+					}
+				}
+			}
+		})
+	}
+}

@@ -21,8 +21,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// ErrInvalidHost: a serving certificate was asked for a name that is
-// neither a DNS name nor an IP address, or for no name at all.
+// ErrInvalidHost is returned, wrapped, when a serving certificate is asked
+// for a name that is neither a DNS name nor an IP address, or for no name
+// at all.
 var ErrInvalidHost = errors.New("invalid host for a serving certificate")
 
 // ServingRequest asks the CA for the TLS serving certificate of one of

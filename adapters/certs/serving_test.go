@@ -154,7 +154,8 @@ func TestServingCertificateRenews(t *testing.T) {
 	roots := pool(t, bundleOf(t, ca))
 	served := func(name string) *x509.Certificate {
 		t.Helper()
-		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: name, MinVersion: tls.VersionTLS12,
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{
+			RootCAs: roots, ServerName: name, MinVersion: tls.VersionTLS12,
 			// The certificates are valid for the test's clock, which the
 			// client does not share.
 			Time: clk.Now,

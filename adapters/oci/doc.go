@@ -79,12 +79,15 @@
 // traffic goes to the Services of the VirtualDeployment's bindings.
 // requestTimeoutInMs defaults to 15 s (none for gRPC); 0 means none.
 //
-// The complete routing is in mesh.Model.VirtualServices. When every rule
-// sends its traffic to the same weighted Services, it is also a mesh.Split
-// of the root Service (without matches when a rule matches everything),
-// which the proxies apply. Other routing is reported (Error,
-// RoutingNotApplied): requests then go to the root Service. A TrafficSplit
-// of the same root Service takes precedence (Error, ConflictingSplit).
+// The complete routing is in mesh.Model.VirtualServices, which the xDS
+// translator applies: first match wins, weights, timeouts, and no
+// catch-all route under a DENY default routing policy. When every rule
+// sends its traffic to the same weighted Services, the routing is also a
+// mesh.Split of the root Service (without matches when a rule matches
+// everything). A TrafficSplit of the same root Service, or an earlier
+// VirtualService with the same root Service, takes precedence (Error,
+// ConflictingSplit). Proxies route to whole Services: a binding narrowed by
+// matchLabels is reported (Warning, LabelsNotRouted).
 //
 // # Mutual TLS
 //

@@ -111,18 +111,10 @@ func loadCase(t testing.TB, path string) (*snapshot.Snapshot, mesh.Options) {
 		t.Fatal(err)
 	}
 	opts := mesh.DefaultOptions()
-	var all []byte
 	for _, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if !strings.HasPrefix(line, "#") {
 			break
-		}
-		if file, ok := strings.CutPrefix(line, "# include:"); ok {
-			inc, err := os.ReadFile(filepath.Join(filepath.Dir(path), strings.TrimSpace(file)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			all = append(append(all, inc...), "\n---\n"...)
 		}
 		if spec, ok := strings.CutPrefix(line, "# options:"); ok {
 			for _, kv := range strings.Fields(spec) {
@@ -134,7 +126,7 @@ func loadCase(t testing.TB, path string) (*snapshot.Snapshot, mesh.Options) {
 			}
 		}
 	}
-	all = append(all, data...)
+	all := golden.WithIncludes(t, path, data)
 	s := golden.Decode(t, path, all)
 	return s, opts
 }

@@ -246,9 +246,13 @@ func isCatchAll(rr *mesh.RouteRule) bool {
 	return rr.Match == nil || rr.Match.PathRegex == "" && len(rr.Match.Headers) == 0
 }
 
-// split expresses a VirtualService's routing as a split of its root
-// Service, when one can: every rule must send its traffic to the same
-// weighted Services. It reports routing it cannot express.
+// split takes the root Service for a VirtualService's routing and, when
+// one can, expresses that routing as a split of the root Service as well:
+// every rule must send its traffic to the same weighted Services. The xDS
+// translator applies the complete routing (Model.VirtualServices) either
+// way; the split is what the routing means to readers of splits. A root
+// Service that a TrafficSplit, or an earlier VirtualService, already routes
+// is reported, and the routing of this one is not applied.
 func (t *translator) split(vs *vsState, roots map[mesh.ServiceKey]mesh.ObjectRef) (mesh.Split, bool) {
 	routes := vs.out.Routes
 	if len(routes) == 0 {
@@ -260,28 +264,33 @@ func (t *translator) split(vs *vsState, roots map[mesh.ServiceKey]mesh.ObjectRef
 			"no host names a Service of the mesh (<name>.<namespace>.svc...), so the routing of its route tables is recorded but not applied")
 		return mesh.Split{}, false
 	}
-	sp := mesh.Split{Origin: first, Service: *vs.out.Service}
+	root := *vs.out.Service
+	if other, taken := roots[root]; taken {
+		t.fs.Errorf(first, "spec.virtualService", ReasonConflictingSplit,
+			"%s already routes Service %s; the routing of %s is not applied", other, root, vs.ref)
+		return mesh.Split{}, false
+	}
+	roots[root] = first
+	for i := range routes {
+		rr := &routes[i]
+		for _, b := range rr.Backends {
+			if vd := t.vds[nsName{b.Target.Namespace, b.Target.Name}]; b.Weight > 0 && vd != nil && vd.labelled {
+				t.fs.Warnf(rr.Origin, "spec."+rr.Name, ReasonLabelsNotRouted,
+					"a binding of %s narrows its Service's pods by matchLabels, and proxies route to whole Services: the rule's traffic for it reaches every pod of %s",
+					b.Target, strings.Join(serviceNames(b.Services), ", "))
+			}
+		}
+	}
+	sp := mesh.Split{Origin: first, Service: root}
 	catchAll := false
 	for i := range routes {
 		rr := &routes[i]
 		backends, problem := splitBackends(rr)
-		for _, b := range rr.Backends {
-			if vd := t.vds[nsName{b.Target.Namespace, b.Target.Name}]; problem == "" && b.Weight > 0 && vd != nil && vd.labelled {
-				problem = fmt.Sprintf("a binding of %s narrows its Service's pods by matchLabels, and a split routes to whole Services", b.Target)
-			}
-		}
-		if problem != "" {
-			t.fs.Errorf(rr.Origin, "spec."+rr.Name, ReasonRoutingNotApplied,
-				"%s; no route rule of %s is applied, and its requests go to Service %s", problem, vs.ref, sp.Service)
-			return mesh.Split{}, false
+		if problem != "" || (i > 0 && !slices.Equal(backends, sp.Backends)) {
+			return mesh.Split{}, false // routed by the proxies from the route rules only
 		}
 		if i == 0 {
 			sp.Backends = backends
-		} else if !slices.Equal(backends, sp.Backends) {
-			t.fs.Errorf(rr.Origin, "spec."+rr.Name, ReasonRoutingNotApplied,
-				"the rule sends traffic elsewhere than %s %s, and meshward applies one weighted split per Service; no route rule of %s is applied, and its requests go to Service %s",
-				routes[0].Origin, routes[0].Name, vs.ref, sp.Service)
-			return mesh.Split{}, false
 		}
 		if isCatchAll(rr) {
 			catchAll = true
@@ -293,17 +302,16 @@ func (t *translator) split(vs *vsState, roots map[mesh.ServiceKey]mesh.ObjectRef
 		sp.Matches = nil
 	} else {
 		sp.Matched = true
-		if vs.out.DefaultRouting == string(servicemeshv1beta1.RoutingDeny) {
-			t.fs.Warnf(vs.ref, "spec.defaultRoutingPolicy.type", ReasonDefaultDenyNotApplied,
-				"requests that match no route rule go to Service %s; meshward does not refuse them", sp.Service)
-		}
-	}
-	if other, taken := roots[sp.Service]; taken {
-		t.fs.Errorf(first, "spec.virtualService", ReasonConflictingSplit,
-			"%s already splits Service %s; the routing of %s is not applied", other, sp.Service, vs.ref)
-		return mesh.Split{}, false
 	}
 	return sp, true
+}
+
+func serviceNames(ks []mesh.ServiceKey) []string {
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i] = k.String()
+	}
+	return out
 }
 
 // splitBackends turns a rule's backends into weighted Services: a

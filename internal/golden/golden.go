@@ -115,3 +115,25 @@ func RemoveStaleOutputs(t testing.TB, ins []string) {
 		}
 	}
 }
+
+// WithIncludes returns data preceded by the files that its leading comment
+// lines "# include: FILE" name (relative to the directory of path), each
+// followed by a document separator, so that cases share common objects.
+func WithIncludes(t testing.TB, path string, data []byte) []byte {
+	t.Helper()
+	var all []byte
+	for line := range strings.SplitSeq(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "#") {
+			break
+		}
+		if file, ok := strings.CutPrefix(line, "# include:"); ok {
+			inc, err := os.ReadFile(filepath.Join(filepath.Dir(path), strings.TrimSpace(file)))
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			all = append(append(all, inc...), "\n---\n"...)
+		}
+	}
+	return append(all, data...)
+}

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshward/meshward/adapters/smi"
+	sources "github.com/meshward/meshward/adapters/translate"
 	"github.com/meshward/meshward/internal/golden"
 	"github.com/meshward/meshward/mesh"
 )
@@ -163,7 +163,9 @@ func loadCases(t *testing.T) []goldenCase {
 		if err != nil {
 			t.Fatalf("%s: %v", in, err)
 		}
-		c.build = func() *mesh.Model { return smi.Translate(golden.DecodeKnown(t, in, data), meshOpts) }
+		c.build = func() *mesh.Model {
+			return sources.Build(golden.DecodeKnown(t, in, golden.WithIncludes(t, in, data)), meshOpts)
+		}
 		c.model = c.build()
 		cases = append(cases, c)
 	}

@@ -76,8 +76,10 @@ func (b *builder) servePorts(id mesh.Identity) []servePort {
 	return out
 }
 
-// inbound adds the server side of the identity.
+// inbound adds the server side of the identity: where its pods serve,
+// and the listeners of the OCI-style IngressGateways its pods run.
 func (b *builder) inbound(res *Resources, id mesh.Identity) {
+	b.gateways(res, id)
 	rules := b.rulesFor(id)
 	sps := b.servePorts(id)
 	if b.o.Flavor == FlavorGRPC {

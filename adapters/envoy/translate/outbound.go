@@ -157,7 +157,14 @@ func (b *builder) virtualHost(svc mesh.ServiceKey, port int32) *routev3.VirtualH
 // everything to its backends. A split with matches has one route per
 // match to the backends, in the order of the matches, then a catch-all to
 // the root service; a split whose matches did not resolve splits nothing.
+//
+// The root Service of an OCI-style VirtualService with route rules is
+// routed by those rules instead (see vsRoutes), unless a TrafficSplit
+// routes it.
 func (b *builder) routes(svc mesh.ServiceKey, port int32) []*routev3.Route {
+	if vs := b.vservices[svc]; vs != nil {
+		return b.vsRoutes(vs, port)
+	}
 	root := ClusterName(svc, port, b.o.ClusterDomain)
 	def := &routev3.Route{Name: "default", Match: catchAll(), Action: toCluster(root)}
 	sp := b.splits[svc]

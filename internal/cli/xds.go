@@ -221,7 +221,10 @@ func (x *xdsRunner) update(ctx context.Context, m *mesh.Model) {
 		x.started[id] = true
 		x.wg.Go(func() {
 			if err := certs.KeepFresh(ctx, x.ca, x.certDir, id, certs.FileOptions{Log: x.log.WithName("certs")}); err != nil && ctx.Err() == nil {
-				x.log.Error(err, "certificate files not written", "identity", id.String())
+				x.log.Error(err, "certificate files not written; trying again with the next model", "identity", id.String())
+				x.mu.Lock()
+				delete(x.started, id)
+				x.mu.Unlock()
 			}
 		})
 	}

@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -75,7 +77,19 @@ type typeCache struct {
 	resources map[string]held
 	byName    map[string]map[*watch]struct{}
 	wildcard  map[*watch]struct{}
+	// shared shares the encodings of answers with every cache.
+	shared *bodyCache
+	// bodies holds, while notify answers several watches, the encoded
+	// resources of the state-of-the-world wildcard answers, by the
+	// version they start from (allResources: every resource), so that
+	// the pods of an identity share one encoding. It is nil otherwise:
+	// encodings are not kept beyond the answers that carry them.
+	bodies map[uint64]*encoded
 }
+
+// allResources keys, in typeCache.bodies, the answers that carry every
+// resource.
+const allResources = ^uint64(0)
 
 // held is a resource in a cache, with the cache version that last
 // changed it.
@@ -92,9 +106,10 @@ type held struct {
 // valid resource name.
 const wildcardKey = "\x00meshward-version"
 
-func newTypeCache(typeURL, prefix string) *typeCache {
+func newTypeCache(typeURL, prefix string, shared *bodyCache) *typeCache {
 	return &typeCache{
 		typeURL:   typeURL,
+		shared:    shared,
 		fullState: cache.ResourceRequiresFullStateInSotw(typeURL),
 		prefix:    prefix,
 		resources: map[string]held{},
@@ -184,20 +199,29 @@ func (c *typeCache) remove(w *watch) {
 	}
 }
 
-// update sets and deletes resources, then answers the watches concerned.
-// It returns whether anything changed; unchanged resources (same version)
-// are not counted as changes.
-func (c *typeCache) update(set []*resource, del []string) bool {
+// update deletes the resources named del and sets those of sets, then
+// answers the watches concerned. It returns whether anything changed;
+// unchanged resources (same version) are not counted as changes.
+func (c *typeCache) update(del []string, sets ...[]*resource) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	changed := make([]string, 0, len(set)+len(del))
+	total := len(del)
+	for _, set := range sets {
+		total += len(set)
+	}
+	if len(c.resources) == 0 && total > 0 {
+		c.resources = make(map[string]held, total)
+	}
+	changed := make([]string, 0, total)
 	next := c.version + 1
-	for _, r := range set {
-		if old, ok := c.resources[r.name]; ok && old.version == r.version {
-			continue
+	for _, set := range sets {
+		for _, r := range set {
+			if old, ok := c.resources[r.name]; ok && old.version == r.version {
+				continue
+			}
+			c.resources[r.name] = held{r, next}
+			changed = append(changed, r.name)
 		}
-		c.resources[r.name] = held{r, next}
-		changed = append(changed, r.name)
 	}
 	for _, name := range del {
 		if _, ok := c.resources[name]; ok {
@@ -230,6 +254,20 @@ func (c *typeCache) names() []string {
 	return out
 }
 
+// unused returns the names of the resources held that none of the sets
+// holds.
+func (c *typeCache) unused(sets ...map[string]bool) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for name := range c.resources {
+		if !slices.ContainsFunc(sets, func(set map[string]bool) bool { return set[name] }) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // wake re-examines every watch of the owner (every watch when o is nil),
 // after the owner became active.
 func (c *typeCache) wake(o *owner) {
@@ -254,6 +292,10 @@ func (c *typeCache) wake(o *owner) {
 // notify answers the watches that have something to receive, and forgets
 // them. Called with c.mu held.
 func (c *typeCache) notify(ws map[*watch]struct{}) {
+	if len(ws) > 1 {
+		c.bodies = map[uint64]*encoded{}
+		defer func() { c.bodies = nil }()
+	}
 	for w := range ws {
 		if c.respond(w) {
 			c.remove(w)
@@ -347,26 +389,55 @@ func (c *typeCache) respondWildcard(w *watch) bool {
 	if seen && last == c.version && !w.initial {
 		return false
 	}
+	key := allResources
+	if seen && !c.fullState {
+		key = last
+	}
+	enc := c.bodies[key]
 	var send []*resource
-	for _, h := range c.resources {
-		if c.fullState || !seen || h.changed > last {
-			send = append(send, h.resource)
+	if enc == nil {
+		if key == allResources {
+			send = make([]*resource, 0, len(c.resources))
+		}
+		for _, h := range c.resources {
+			if key == allResources || h.changed > last {
+				send = append(send, h.resource)
+			}
+		}
+		// Every resource: likely the answer of other nodes too, of
+		// this identity and others. Several nodes: shared by them.
+		if key == allResources || c.bodies != nil {
+			enc = c.shared.get(c.typeURL, send)
+			if c.bodies != nil {
+				c.bodies[key] = enc
+			}
 		}
 	}
-	if len(send) == 0 && !c.fullState && !w.initial {
+	n := len(send)
+	if enc != nil {
+		n = enc.n
+	}
+	if n == 0 && !c.fullState && !w.initial {
 		return false
 	}
 	returned := map[string]string{wildcardKey: strconv.FormatUint(c.version, 10)}
-	w.out <- &sotwResponse{req: w.req, version: c.versionInfo(), resources: send, returned: returned}
+	resp := &sotwResponse{req: w.req, version: c.versionInfo(), resources: send, returned: returned}
+	if enc != nil {
+		resp.resources, resp.encoded = nil, enc.body
+	}
+	w.out <- resp
 	return true
 }
 
 // sotwResponse is a state-of-the-world answer built from shared,
-// serialized resources.
+// serialized resources: either the resources, or their encoding as the
+// resources field of the DiscoveryResponse, shared by every answer with
+// the same resources.
 type sotwResponse struct {
 	req       *cache.Request
 	version   string
 	resources []*resource
+	encoded   []byte
 	returned  map[string]string
 }
 
@@ -376,8 +447,16 @@ func (r *sotwResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, e
 	out := &discoveryv3.DiscoveryResponse{
 		VersionInfo: r.version,
 		TypeUrl:     r.req.GetTypeUrl(),
-		Resources:   make([]*anypb.Any, len(r.resources)),
 	}
+	if r.encoded != nil {
+		// The resources go out as they were encoded, without being
+		// serialized again for every node: as unknown fields, which
+		// serialize as they are. Field order does not matter on the
+		// wire, and the server's callbacks read only the type URL.
+		out.ProtoReflect().SetUnknown(protoreflect.RawFields(r.encoded))
+		return out, nil
+	}
+	out.Resources = make([]*anypb.Any, len(r.resources))
 	for i, res := range r.resources {
 		out.Resources[i] = res.any
 	}

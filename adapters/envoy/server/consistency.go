@@ -67,29 +67,63 @@ func references(msg proto.Message) ([]reference, error) {
 	return r.out, errors.Join(r.errs...)
 }
 
-// checkReferences checks that an identity's resources (sets, by type URL)
-// refer only to resources among them, or, for endpoint assignments, in
-// eds. It reports every dangling reference.
-func checkReferences(sets map[string][]*resource, eds map[string]bool) error {
-	names := map[string]map[string]bool{resourcev3.EndpointType: eds}
+// nameSet holds resource names by type URL.
+type nameSet map[string]map[string]bool
+
+// namesOf returns the names of the resources of sets.
+func namesOf(sets map[string][]*resource) nameSet {
+	out := make(nameSet, len(sets))
 	for t, rs := range sets {
-		names[t] = make(map[string]bool, len(rs))
+		out[t] = make(map[string]bool, len(rs))
 		for _, r := range rs {
-			names[t][r.name] = true
+			out[t][r.name] = true
 		}
 	}
-	var errs []error
+	return out
+}
+
+// resolved reports whether one of the name sets holds ref.
+func (ref reference) resolved(in ...nameSet) bool {
+	for _, ns := range in {
+		if ns[ref.typeURL][ref.name] {
+			return true
+		}
+	}
+	return false
+}
+
+// dangling returns the references of the resources of sets (of the
+// per-identity types) that none of the name sets resolves.
+func dangling(sets map[string][]*resource, in ...nameSet) []reference {
+	var out []reference
 	for _, t := range perIdentityTypes {
 		for _, r := range sets[t] {
 			for _, ref := range r.refs {
-				if !names[ref.typeURL][ref.name] {
-					kind := ref.typeURL[strings.LastIndexByte(ref.typeURL, '.')+1:]
-					errs = append(errs, fmt.Errorf("%w: %s: no %s %q", ErrInconsistent, ref.via, kind, ref.name))
+				if !ref.resolved(in...) {
+					out = append(out, ref)
 				}
 			}
 		}
 	}
+	return out
+}
+
+// inconsistent reports dangling references, each as an error wrapping
+// ErrInconsistent; nil when there are none.
+func inconsistent(refs []reference) error {
+	errs := make([]error, 0, len(refs))
+	for _, ref := range refs {
+		kind := ref.typeURL[strings.LastIndexByte(ref.typeURL, '.')+1:]
+		errs = append(errs, fmt.Errorf("%w: %s: no %s %q", ErrInconsistent, ref.via, kind, ref.name))
+	}
 	return errors.Join(errs...)
+}
+
+// checkReferences checks that an identity's resources (sets, by type URL)
+// refer only to resources among them, or, for endpoint assignments, in
+// eds. It reports every dangling reference.
+func checkReferences(sets map[string][]*resource, eds map[string]bool) error {
+	return inconsistent(dangling(sets, namesOf(sets), nameSet{resourcev3.EndpointType: eds}))
 }
 
 // refs collects references.

@@ -8,7 +8,8 @@
 // Every node names its identity (a ServiceAccount) as package bootstrap
 // describes: node metadata "meshward.io/identity": "ns/sa", or a node id
 // <anything>~<ns>~<sa>. Every node of an identity gets the same
-// listeners, routes and clusters, translated once per identity. A node
+// listeners, routes and clusters: the outbound side, the same for every
+// identity, translated once per model, and the identity's inbound side. A node
 // naming no identity or an invalid one gets nothing; a node of an identity
 // that is not in the model gets nothing until the identity appears. Both
 // are logged and counted.
@@ -27,9 +28,19 @@
 //
 // # Updates
 //
-// Update translates a whole model, validates every resource with its
+// Update translates a whole model (the shared outbound side once, the
+// inbound side per identity), validates every resource with its
 // ValidateAll, checks that each identity's resources refer only to what
 // exists, and publishes the changes, clusters before routes before
 // listeners. An identity (or the endpoints) failing any step keeps its
-// last good resources. docs/xds.md describes the server for operators.
+// last good resources. An identity that holds the previous shared
+// resources gets only what changed in them.
+//
+// # Sending
+//
+// A state-of-the-world answer carrying every resource of a cache (or the
+// same changes) to several nodes is encoded once and shared by them, and
+// by the caches of other identities with the same resources; with the
+// codec of GRPCServerOptions it is written without being copied again.
+// docs/xds.md describes the server for operators.
 package server

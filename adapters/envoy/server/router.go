@@ -24,12 +24,17 @@ type identityState struct {
 	owner
 	id     mesh.Identity
 	caches map[string]*typeCache
+	// shared and own are the shared resources and the names of the own
+	// resources last published to the caches (nil when withdrawn).
+	// Update reads and writes them.
+	shared *shared
+	own    nameSet
 }
 
-func newIdentityState(id mesh.Identity, prefix string) *identityState {
+func newIdentityState(id mesh.Identity, prefix string, bodies *bodyCache) *identityState {
 	st := &identityState{id: id, caches: make(map[string]*typeCache, len(perIdentityTypes))}
 	for _, t := range perIdentityTypes {
-		st.caches[t] = newTypeCache(t, prefix)
+		st.caches[t] = newTypeCache(t, prefix, bodies)
 	}
 	return st
 }
@@ -83,7 +88,7 @@ func (s *Server) route(node *corev3.Node, typeURL string) (*typeCache, *owner) {
 	}
 	st := s.identities[id]
 	if st == nil {
-		st = newIdentityState(id, s.prefix)
+		st = newIdentityState(id, s.prefix, s.bodies)
 		s.identities[id] = st
 	}
 	if typeURL == resourcev3.EndpointType {

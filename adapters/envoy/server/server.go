@@ -3,7 +3,6 @@ package server
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -65,21 +64,25 @@ type Server struct {
 	// version: all passed validation, so unchanged ones are not validated
 	// or copied again.
 	interned map[string]*resource
+	// shared are the shared resources of the last update that built
+	// them.
+	shared *shared
 
 	// mu guards identities. It is held while a watch is created, so that
 	// an identity's caches are never dropped while a watch joins them.
 	mu         sync.Mutex
 	identities map[mesh.Identity]*identityState
 	eds        *typeCache
+	// bodies shares encoded answers between every cache.
+	bodies *bodyCache
 }
 
 // New returns a server with no resources: every node waits until Update
 // publishes its identity. It fails on invalid translation options and when
 // the metrics cannot be registered.
 func New(opts Options) (*Server, error) {
-	// ForIdentity checks the options before the identity: on an empty
-	// model, valid options give ErrUnknownIdentity.
-	if _, err := translate.ForIdentity(&mesh.Model{}, mesh.Identity{}, opts.Translate); !errors.Is(err, translate.ErrUnknownIdentity) {
+	// Outbound fails on invalid options only.
+	if _, err := translate.Outbound(&mesh.Model{}, opts.Translate); err != nil {
 		return nil, fmt.Errorf("xDS server: %w", err)
 	}
 	if opts.Log.GetSink() == nil {
@@ -97,8 +100,9 @@ func New(opts Options) (*Server, error) {
 		trustDomain: cmp.Or(opts.TrustDomain, mesh.DefaultOptions().TrustDomain),
 		identities:  map[mesh.Identity]*identityState{},
 		interned:    map[string]*resource{},
+		bodies:      newBodyCache(),
 	}
-	s.eds = newTypeCache(resourcev3.EndpointType, s.prefix)
+	s.eds = newTypeCache(resourcev3.EndpointType, s.prefix, s.bodies)
 	s.streams = &streams{s: s, byID: map[int64]*streamInfo{}}
 	s.xds = serverv3.NewServer(context.Background(), router{s}, s.streams.callbacks())
 	return s, nil
@@ -118,9 +122,13 @@ func (s *Server) Register(g *grpc.Server) {
 // GRPCServerOptions are the options Serve gives its gRPC server: xDS
 // clients keep their stream open for as long as they run, and may send
 // keepalive pings; an idle connection keeps a small read buffer, since
-// most connections are idle most of the time.
+// most connections are idle most of the time. The resources of a
+// response encoded once for several nodes are written without being
+// copied first (by a codec that writes the bytes the standard proto codec
+// writes).
 func GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(newCodec()),
 		grpc.ReadBufferSize(16 << 10),
 		grpc.MaxConcurrentStreams(1 << 20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),

@@ -316,11 +316,22 @@ func TestWildcard(t *testing.T) {
 	rds.none()
 	lds.none()
 
-	// A new listener: the whole set again.
+	// A second pod of api, also subscribed to every listener.
+	lds2 := h.sotw(t, &corev3.Node{Id: "pod-1", Metadata: nodeOf(t, api).GetMetadata()})
+	lds2.request(ldsType, "", "", nil, "")
+	r = lds2.recv()
+	lds2.ack(r, nil)
+
+	// A new listener: the whole set again, the same for both pods (one
+	// encoding shared by their answers).
 	m.Services[1].Ports = append(m.Services[1].Ports, mesh.ServicePort{Name: "admin", Port: 81, TargetPort: 8081, Protocol: "TCP"})
 	h.update(t, m)
-	if r := lds.recv(); len(r.GetResources()) != 4 {
-		t.Fatalf("wildcard listeners after adding a port: %v", namesOf(t, r.GetResources()))
+	r1, r2 := lds.recv(), lds2.recv()
+	if len(r1.GetResources()) != 4 {
+		t.Fatalf("wildcard listeners after adding a port: %v", namesOf(t, r1.GetResources()))
+	}
+	if r1.GetVersionInfo() != r2.GetVersionInfo() || !slices.EqualFunc(r1.GetResources(), r2.GetResources(), func(a, b *anypb.Any) bool { return proto.Equal(a, b) }) {
+		t.Fatalf("two pods of one identity got different listeners: %v and %v", namesOf(t, r1.GetResources()), namesOf(t, r2.GetResources()))
 	}
 }
 

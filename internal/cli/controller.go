@@ -12,8 +12,10 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/meshward/meshward/adapters/certs"
 	"github.com/meshward/meshward/adapters/kube"
 	"github.com/meshward/meshward/adapters/translate"
 	"github.com/meshward/meshward/mesh"
@@ -85,8 +87,13 @@ as Events.`,
 			if f.leaderElect && leaseNS == "" {
 				return usageError{fmt.Errorf("--leader-election-namespace (or --namespace) is required outside a pod")}
 			}
-			if f.signer.enabled() && ns == "" {
-				return usageError{fmt.Errorf("--namespace is required outside a pod: the signing endpoint keeps the mesh CA in a Secret there (or disable it with --signer-address 0)")}
+			// The mesh CA, kept in a Secret of the namespace, signs the
+			// workloads' certificates (signing endpoint) and the xDS
+			// server's serving certificate (nodes then connect with mTLS
+			// and the server checks the identity each claims).
+			xdsTLS := f.xds.meshTLS(cmd.Flags())
+			if (f.signer.enabled() || xdsTLS) && ns == "" {
+				return usageError{fmt.Errorf("--namespace is required outside a pod: the mesh CA, for the signing endpoint and the xDS server's certificate, is kept in a Secret there (or disable the signing endpoint with --signer-address 0 and TLS on the xDS channel with --xds-tls-hosts=)")}
 			}
 			// Every goroutine started below ends before the command
 			// returns.
@@ -100,12 +107,28 @@ as Events.`,
 			if err != nil {
 				return err
 			}
-			x, err := f.xds.start(ctx, &wg, log, ctrlmetrics.Registry, opts, nil, srv.extAuthzAddr)
+			var (
+				ca     *certs.CA
+				client ctrlclient.Client
+			)
+			if f.signer.enabled() || xdsTLS {
+				if ca, client, err = f.signer.clusterCA(ctx, cfg, ns, opts); err != nil {
+					return err
+				}
+			}
+			var xdsCA *certs.CA
+			if xdsTLS {
+				xdsCA = ca
+				if len(f.xds.tlsHosts) == 0 {
+					f.xds.tlsHosts = serviceHosts(ns)
+				}
+			}
+			x, err := f.xds.start(ctx, &wg, log, ctrlmetrics.Registry, opts, xdsCA, srv.extAuthzAddr)
 			if err != nil {
 				return err
 			}
 			if f.signer.enabled() {
-				if _, err := f.signer.start(ctx, &wg, log, cfg, ns, opts); err != nil {
+				if _, err := f.signer.start(ctx, &wg, log, ca, client, ns); err != nil {
 					return err
 				}
 			}

@@ -114,6 +114,11 @@ func check(t *testing.T, c authv3.AuthorizationClient, src, dst, path string) (b
 func TestControllerServesPoliciesFromTheCluster(t *testing.T) {
 	env := testenv.Start(t)
 	applyExample(t, env.Client)
+	// The controller keeps the mesh CA, which signs the xDS server's
+	// certificate, in a Secret of its namespace.
+	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "meshward-system"}}); err != nil {
+		t.Fatal(err)
+	}
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
 		t.Fatal(err)
@@ -123,7 +128,7 @@ func TestControllerServesPoliciesFromTheCluster(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Run(ctx, []string{
-			"controller", "--kubeconfig", kubeconfig, "--instance", "test",
+			"controller", "--kubeconfig", kubeconfig, "--instance", "test", "--namespace", "meshward-system",
 			"--ext-authz-address", "127.0.0.1:0", "--nginx-auth-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0",
 			"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--debounce", "20ms", "--signer-address", "0",
 		}, &strings.Builder{}, logs)
@@ -158,6 +163,7 @@ func TestControllerServesPoliciesFromTheCluster(t *testing.T) {
 	if ok, _ := check(t, authz, thief, store, "/books-bought"); ok {
 		t.Fatal("bookthief allowed")
 	}
+	checkControllerXDS(t, env.Client, logs)
 
 	// A policy ConfigMap adds a deny.
 	cm := &corev1.ConfigMap{

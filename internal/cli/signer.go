@@ -48,28 +48,39 @@ func addSignerFlags(fs *pflag.FlagSet) *signerFlags {
 // enabled reports whether the signing endpoint is to run.
 func (f *signerFlags) enabled() bool { return f.addr != "" && f.addr != "0" }
 
-// start loads (or creates) the mesh CA in its Secret and serves the
-// signing endpoint over TLS, with a serving certificate from that CA,
-// until ctx is done; wg counts its goroutines. It returns the address it
-// listens on.
-func (f *signerFlags) start(ctx context.Context, wg *sync.WaitGroup, log logr.Logger, cfg *rest.Config, namespace string, opts mesh.Options) (net.Addr, error) {
-	hosts := f.hosts
-	if len(hosts) == 0 {
-		svc := defaultSignerService + "." + namespace + ".svc"
-		hosts = []string{svc, svc + ".cluster.local"}
-	}
-	if err := certs.ValidateHosts(hosts); err != nil {
-		return nil, usageError{fmt.Errorf("--signer-hosts: %w", err)}
-	}
-	// A client of its own, without a cache: the CA reads one Secret, and
-	// every request creates a TokenReview.
+// clusterCA loads (or creates) the mesh CA kept in the --ca-secret Secret
+// of namespace, with a client of its own (without a cache: the CA reads one
+// Secret, and the signing endpoint creates a TokenReview per request).
+func (f *signerFlags) clusterCA(ctx context.Context, cfg *rest.Config, namespace string, opts mesh.Options) (*certs.CA, client.Client, error) {
 	c, err := client.New(cfg, client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ca, err := certs.LoadOrCreateSecretCA(ctx, c, namespace, f.caSecret, certs.Options{TrustDomain: opts.TrustDomain, PrincipalFormat: opts.PrincipalFormat})
 	if err != nil {
-		return nil, fmt.Errorf("mesh CA: %w", err)
+		return nil, nil, fmt.Errorf("mesh CA: %w", err)
+	}
+	return ca, c, nil
+}
+
+// serviceHosts are the DNS names of meshward's Service in namespace, the
+// default names of the serving certificates of the signing endpoint and,
+// in a cluster, of the xDS server.
+func serviceHosts(namespace string) []string {
+	svc := defaultSignerService + "." + namespace + ".svc"
+	return []string{svc, svc + ".cluster.local"}
+}
+
+// start serves the signing endpoint over TLS, with a serving certificate
+// from the mesh CA, until ctx is done; wg counts its goroutines. c creates
+// the TokenReviews. It returns the address it listens on.
+func (f *signerFlags) start(ctx context.Context, wg *sync.WaitGroup, log logr.Logger, ca *certs.CA, c client.Client, namespace string) (net.Addr, error) {
+	hosts := f.hosts
+	if len(hosts) == 0 {
+		hosts = serviceHosts(namespace)
+	}
+	if err := certs.ValidateHosts(hosts); err != nil {
+		return nil, usageError{fmt.Errorf("--signer-hosts: %w", err)}
 	}
 	serving, err := certs.NewServingCertificate(ctx, ca, certs.ServingOptions{Hosts: hosts, Log: log.WithName("signer")})
 	if err != nil {

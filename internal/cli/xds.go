@@ -50,11 +50,21 @@ func addXDSFlags(fs *pflag.FlagSet, standalone bool) *xdsFlags {
 	if standalone {
 		fs.StringVar(&f.certDir, "cert-dir", "", "directory for the CA root (ca/) and each identity's certificate files (<ns>/<sa>/{cert,key,ca}.pem) for gRPC's file_watcher (default: <dir>.certs next to --dir)")
 		fs.StringSliceVar(&f.tlsHosts, "xds-tls-hosts", defaultXDSTLSHosts, "DNS names and IP addresses of the xDS server's serving certificate, issued by the mesh CA (the host of --xds-address is added); nodes must present their identity's certificate. Empty: no TLS on the xDS channel")
+	} else {
+		fs.StringSliceVar(&f.tlsHosts, "xds-tls-hosts", nil, "DNS names and IP addresses of the xDS server's serving certificate, issued by the mesh CA (default "+defaultSignerService+".<namespace>.svc,"+defaultSignerService+".<namespace>.svc.cluster.local); nodes must present their identity's certificate. Set empty (--xds-tls-hosts=) for no TLS on the xDS channel")
 	}
 	fs.StringVar(&f.tlsCert, "xds-tls-cert", "", "serving certificate of the xDS server (PEM); with --xds-tls-key and --xds-client-ca the xDS channel uses mTLS and each node must present its identity's certificate")
 	fs.StringVar(&f.tlsKey, "xds-tls-key", "", "private key of --xds-tls-cert")
 	fs.StringVar(&f.clientCA, "xds-client-ca", "", "CA bundle that verifies node certificates on the xDS channel")
 	return f
+}
+
+// meshTLS reports whether the controller's xDS server gets its serving
+// certificate from the mesh CA: xDS is on, workloads use mTLS, no
+// certificate files are given and --xds-tls-hosts was not set empty.
+func (f *xdsFlags) meshTLS(fs *pflag.FlagSet) bool {
+	explicitNone := fs.Changed("xds-tls-hosts") && len(f.tlsHosts) == 0
+	return f.addr != "0" && !f.plaintext && f.tlsCert == "" && f.tlsKey == "" && f.clientCA == "" && !explicitNone
 }
 
 // xdsRunner serves xDS and keeps the identities' certificate files.

@@ -280,12 +280,15 @@ type impl interface {
 	// identity's nodes converge to.
 	publish(b *testing.B, m *mesh.Model) func(mesh.Identity) [4]string
 	listener() net.Listener
+	// stop stops the gRPC server.
+	stop()
 }
 
 // meshwardImpl is this package's server.
 type meshwardImpl struct {
 	s   *Server
 	lis net.Listener
+	g   *grpc.Server
 }
 
 func listen(b *testing.B) net.Listener {
@@ -306,10 +309,12 @@ func newMeshwardImpl(b *testing.B) *meshwardImpl {
 	s.Register(g)
 	go func() { _ = g.Serve(lis) }()
 	b.Cleanup(g.Stop)
-	return &meshwardImpl{s: s, lis: lis}
+	return &meshwardImpl{s: s, lis: lis, g: g}
 }
 
 func (i *meshwardImpl) listener() net.Listener { return i.lis }
+
+func (i *meshwardImpl) stop() { i.g.Stop() }
 
 func (i *meshwardImpl) publish(b *testing.B, m *mesh.Model) func(mesh.Identity) [4]string {
 	if err := i.s.Update(m); err != nil {
@@ -339,20 +344,23 @@ func (i *meshwardImpl) publish(b *testing.B, m *mesh.Model) func(mesh.Identity) 
 type snapshotImpl struct {
 	c       cache.SnapshotCache
 	lis     net.Listener
+	g       *grpc.Server
 	clients []*simClient
 	gen     int
 }
 
 func newSnapshotImpl(b *testing.B, clients []*simClient) *snapshotImpl {
 	i := &snapshotImpl{c: cache.NewSnapshotCache(true, cache.IDHash{}, nil), lis: listen(b), clients: clients}
-	g := grpc.NewServer(GRPCServerOptions()...)
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, serverv3.NewServer(context.Background(), i.c, nil))
-	go func() { _ = g.Serve(i.lis) }()
-	b.Cleanup(g.Stop)
+	i.g = grpc.NewServer(GRPCServerOptions()...)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(i.g, serverv3.NewServer(context.Background(), i.c, nil))
+	go func() { _ = i.g.Serve(i.lis) }()
+	b.Cleanup(i.g.Stop)
 	return i
 }
 
 func (i *snapshotImpl) listener() net.Listener { return i.lis }
+
+func (i *snapshotImpl) stop() { i.g.Stop() }
 
 func (i *snapshotImpl) publish(b *testing.B, m *mesh.Model) func(mesh.Identity) [4]string {
 	i.gen++
@@ -522,8 +530,10 @@ func BenchmarkPushConvergence(b *testing.B) {
 					converge(b, clients, want)
 					cpu += cpuTime() - cpu0
 					b.StopTimer()
-					perClient = float64(heapInUse()-min(before, heapInUse())) / float64(len(clients))
+					after := heapInUse()
+					perClient = float64(after-min(before, after)) / float64(len(clients))
 					closeAll()
+					im.stop()
 					b.StartTimer()
 				}
 				b.ReportMetric(perClient/1024, "KiB-heap/client")

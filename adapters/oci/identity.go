@@ -65,7 +65,7 @@ func (t *translator) translateBindings() {
 func (t *translator) boundIdentities(svc *corev1.Service, match map[string]string) []mesh.Identity {
 	var ids []mesh.Identity
 	if len(svc.Spec.Selector) > 0 {
-		for _, p := range t.pods[svc.Namespace] {
+		for _, p := range t.selectPods(svc.Namespace, svc.Spec.Selector) {
 			if hasLabels(p.Labels, svc.Spec.Selector) && hasLabels(p.Labels, match) {
 				ids = append(ids, podIdentity(p))
 			}

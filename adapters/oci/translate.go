@@ -68,6 +68,9 @@ type translator struct {
 	services   map[nsName]*corev1.Service
 	pods       map[string][]*corev1.Pod
 	podsByName map[nsName]*corev1.Pod
+	// podsByLabel lists the member pods of a namespace with a label,
+	// sorted by name.
+	podsByLabel map[podLabel][]*corev1.Pod
 
 	meshes map[nsName]*meshState
 	vss    map[nsName]*vsState
@@ -186,9 +189,38 @@ func (t *translator) indexWorkloads() {
 		t.podsByName[k] = p
 		t.pods[p.Namespace] = append(t.pods[p.Namespace], p)
 	}
-	for _, ps := range t.pods {
+	t.podsByLabel = make(map[podLabel][]*corev1.Pod, len(t.podsByName))
+	for ns, ps := range t.pods {
 		slices.SortFunc(ps, func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+		for _, p := range ps {
+			for k, v := range p.Labels {
+				key := podLabel{ns, k, v}
+				t.podsByLabel[key] = append(t.podsByLabel[key], p)
+			}
+		}
 	}
+}
+
+// podLabel is a label of pods in a namespace.
+type podLabel struct{ namespace, key, value string }
+
+// selectPods returns the member pods of a namespace that carry every label
+// of selector, sorted by name: the candidates are the pods with the
+// selector's rarest label, so selecting costs what it returns, not what
+// the namespace holds.
+func (t *translator) selectPods(ns string, selector map[string]string) []*corev1.Pod {
+	var candidates []*corev1.Pod
+	first := true
+	for k, v := range selector {
+		ps := t.podsByLabel[podLabel{ns, k, v}]
+		if first || len(ps) < len(candidates) {
+			candidates, first = ps, false
+		}
+	}
+	if first {
+		return t.pods[ns]
+	}
+	return candidates
 }
 
 // podIdentity is the ServiceAccount a pod runs as.

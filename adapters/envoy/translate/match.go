@@ -2,6 +2,7 @@ package translate
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -58,6 +59,44 @@ func methodMatcher(methods []string) *routev3.HeaderMatcher {
 // headerMatcher requires a header whose value fully matches h.Regex.
 func headerMatcher(h mesh.HeaderMatch) *routev3.HeaderMatcher {
 	return &routev3.HeaderMatcher{Name: h.Name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: regexMatcher(h.Regex)}}
+}
+
+// grpcMethod and grpcContentType are what every call of a gRPC client is:
+// an HTTP/2 POST with a gRPC content-type.
+const (
+	grpcMethod      = "POST"
+	grpcContentType = "application/grpc"
+)
+
+// clientMatch adapts a match for the flavor's routes. A gRPC client picks
+// a route before it adds the :method and content-type headers, seeing only
+// the call's own metadata, so for the gRPC flavor a method or content-type
+// condition that every gRPC call meets is left out, and a match with one
+// that no gRPC call meets can never match: ok is false and the route is
+// left out. Envoy sees the request's headers and keeps the match as it is.
+func (b *builder) clientMatch(hm mesh.HTTPMatch) (mesh.HTTPMatch, bool) {
+	if b.o.Flavor != FlavorGRPC {
+		return hm, true
+	}
+	if len(hm.Methods) > 0 {
+		if !slices.Contains(hm.Methods, grpcMethod) {
+			return hm, false
+		}
+		hm.Methods = nil
+	}
+	var headers []mesh.HeaderMatch
+	for _, h := range hm.Headers {
+		if !strings.EqualFold(h.Name, "content-type") {
+			headers = append(headers, h)
+			continue
+		}
+		re, err := regexp.Compile("^(?:" + h.Regex + ")$")
+		if err != nil || !re.MatchString(grpcContentType) {
+			return hm, false
+		}
+	}
+	hm.Headers = headers
+	return hm, true
 }
 
 // routeMatch returns the route match for an HTTPRouteGroup match: the path

@@ -176,9 +176,13 @@ func (b *builder) routes(svc mesh.ServiceKey, port int32) []*routev3.Route {
 	}
 	routes := make([]*routev3.Route, 0, len(sp.Matches)+1)
 	for _, hm := range sp.Matches {
+		m, ok := b.clientMatch(hm)
+		if !ok {
+			continue // no call of this flavor's clients can match it
+		}
 		routes = append(routes, &routev3.Route{
 			Name:   describeMatch(hm),
-			Match:  routeMatch(hm, b.m.Options.PathMatch),
+			Match:  routeMatch(m, b.m.Options.PathMatch),
 			Action: b.splitAction(sp, port),
 		})
 	}

@@ -1,8 +1,6 @@
 package translate
 
 import (
-	"slices"
-	"strings"
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -54,14 +52,9 @@ func (b *builder) vsRoutes(vs *mesh.VirtualService, port int32) []*routev3.Route
 			continue // no destination with a positive weight and a cluster
 		}
 		b.setTimeout(action.Route, rr.RequestTimeoutMs)
-		match := *rr.Match
-		if b.o.Flavor == FlavorGRPC {
-			// Every call of a gRPC client is a gRPC request, and gRPC-Go
-			// adds the content-type header only after it picked the route:
-			// the content-type match of an isGrpc rule would never match.
-			match.Headers = slices.DeleteFunc(slices.Clone(match.Headers), func(h mesh.HeaderMatch) bool {
-				return strings.EqualFold(h.Name, "content-type")
-			})
+		match, ok := b.clientMatch(*rr.Match)
+		if !ok {
+			continue
 		}
 		routes = append(routes, &routev3.Route{
 			Name:   rr.Origin.String() + " " + rr.Name,

@@ -201,7 +201,8 @@ var headerField = regexp.MustCompile(`(\w+):\s*(\S+)`)
 //	# identity: ns/name  flavor: grpc  authz: rbac  pathMatch: full
 //
 // Keys: identity (required), flavor (required), authz, plaintext,
-// extAuthzCluster, extAuthzAddress, clusterDomain, and the mesh options
+// extAuthzCluster, extAuthzAddress, clusterDomain, sdsCertName,
+// sdsRootName, and the mesh options
 // trustDomain, principalFormat, pathMatch, permissive, failOpen.
 func parseHeader(data []byte) (mesh.Identity, Options, mesh.Options, error) {
 	var id mesh.Identity
@@ -234,6 +235,10 @@ func parseHeader(data []byte) (mesh.Identity, Options, mesh.Options, error) {
 			opts.ExtAuthzAddress = v
 		case "clusterDomain":
 			opts.ClusterDomain = v
+		case "sdsCertName":
+			opts.SDSCertName = v
+		case "sdsRootName":
+			opts.SDSRootName = v
 		case "trustDomain":
 			meshOpts.TrustDomain = v
 		case "principalFormat":

@@ -161,6 +161,12 @@ func KeepFresh(ctx context.Context, issuer Issuer, dir string, id mesh.Identity,
 	}
 }
 
+// RenewAt returns when a certificate issued at issuedAt and valid until
+// notAfter is to be renewed: two thirds of the way, and at least a second
+// after issuedAt. KeepFresh and the xDS server's SDS certificates follow
+// it.
+func RenewAt(issuedAt, notAfter time.Time) time.Time { return renewAt(issuedAt, notAfter) }
+
 // renewAt is two thirds of the way from issuedAt to notAfter, and at
 // least a second after issuedAt, so that a lifetime shorter than the
 // certificate's one-second resolution cannot make a busy loop. Counting

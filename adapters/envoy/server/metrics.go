@@ -20,6 +20,9 @@ const (
 	stageTranslate   = "translate"
 	stageValidate    = "validate"
 	stageConsistency = "consistency"
+	// stageCertificate: an SDS certificate (or the trust bundle) of the
+	// Envoy flavor could not be issued (read).
+	stageCertificate = "certificate"
 )
 
 // metrics are the server's Prometheus metrics.
@@ -49,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		updateFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshward_xds_update_failures_total",
-			Help: "Identities (or the shared endpoints, identity \"\") whose new xDS resources were not published because they failed a stage (translate, validate, consistency); the last good resources keep being served.",
+			Help: "Identities (or the shared endpoints, identity \"\") whose new xDS resources were not published because they failed a stage (translate, validate, consistency, certificate); the last good resources keep being served.",
 		}, []string{"stage"}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshward_xds_responses_total",

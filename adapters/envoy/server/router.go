@@ -31,10 +31,15 @@ type identityState struct {
 	own    nameSet
 }
 
-func newIdentityState(id mesh.Identity, prefix string, bodies *bodyCache) *identityState {
-	st := &identityState{id: id, caches: make(map[string]*typeCache, len(perIdentityTypes))}
+// newIdentityState returns the caches of an identity: one per type of
+// perIdentityTypes, and with an Issuer one of SDS Secrets.
+func (s *Server) newIdentityState(id mesh.Identity) *identityState {
+	st := &identityState{id: id, caches: make(map[string]*typeCache, len(perIdentityTypes)+1)}
 	for _, t := range perIdentityTypes {
-		st.caches[t] = newTypeCache(t, prefix, bodies)
+		st.caches[t] = newTypeCache(t, s.prefix, s.bodies)
+	}
+	if s.secrets != nil {
+		st.caches[resourcev3.SecretType] = newTypeCache(resourcev3.SecretType, s.prefix, s.bodies)
 	}
 	return st
 }
@@ -88,7 +93,7 @@ func (s *Server) route(node *corev3.Node, typeURL string) (*typeCache, *owner) {
 	}
 	st := s.identities[id]
 	if st == nil {
-		st = newIdentityState(id, s.prefix, s.bodies)
+		st = s.newIdentityState(id)
 		s.identities[id] = st
 	}
 	if typeURL == resourcev3.EndpointType {

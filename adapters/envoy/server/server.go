@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/meshward/meshward/adapters/certs"
 	"github.com/meshward/meshward/adapters/envoy/translate"
 	"github.com/meshward/meshward/mesh"
 )
@@ -41,6 +43,17 @@ type Options struct {
 	// TrustDomain is the SPIFFE trust domain of client certificates;
 	// default cluster.local. Read with VerifyPeer only.
 	TrustDomain string
+	// Issuer, with the Envoy flavor, issues each identity's workload
+	// certificate, and the server serves it and the issuer's trust bundle
+	// as SDS Secrets named Translate.SDSCertName and SDSRootName: each
+	// identity's only to the nodes of that identity. It needs VerifyPeer
+	// (a Secret holds a private key) and TLS between workloads (not
+	// Plaintext). Certificates are renewed at two thirds of their
+	// lifetime by KeepCertificatesFresh, which Serve runs.
+	Issuer certs.Issuer
+	// CertTTL is the lifetime of the certificates Issuer issues; 0 means
+	// the issuer's default.
+	CertTTL time.Duration
 }
 
 // Server is meshward's xDS server: ADS over gRPC, state of the world and
@@ -75,6 +88,11 @@ type Server struct {
 	eds        *typeCache
 	// bodies shares encoded answers between every cache.
 	bodies *bodyCache
+
+	// secrets are the SDS certificates (nil without Options.Issuer);
+	// renewing is set while KeepCertificatesFresh runs.
+	secrets  *secrets
+	renewing atomic.Bool
 }
 
 // New returns a server with no resources: every node waits until Update
@@ -83,6 +101,10 @@ type Server struct {
 func New(opts Options) (*Server, error) {
 	// Outbound fails on invalid options only.
 	if _, err := translate.Outbound(&mesh.Model{}, opts.Translate); err != nil {
+		return nil, fmt.Errorf("xDS server: %w", err)
+	}
+	sc, err := newSecrets(opts)
+	if err != nil {
 		return nil, fmt.Errorf("xDS server: %w", err)
 	}
 	if opts.Log.GetSink() == nil {
@@ -101,6 +123,7 @@ func New(opts Options) (*Server, error) {
 		identities:  map[mesh.Identity]*identityState{},
 		interned:    map[string]*resource{},
 		bodies:      newBodyCache(),
+		secrets:     sc,
 	}
 	s.eds = newTypeCache(resourcev3.EndpointType, s.prefix, s.bodies)
 	s.streams = &streams{s: s, byID: map[int64]*streamInfo{}}
@@ -138,13 +161,21 @@ func GRPCServerOptions() []grpc.ServerOption {
 
 // Serve serves ADS on lis until ctx is done, then stops the gRPC server
 // (open streams end; nodes reconnect elsewhere). creds nil means
-// plaintext, for tests and trusted networks only.
+// plaintext, for tests and trusted networks only. With Options.Issuer it
+// also keeps the SDS certificates fresh (KeepCertificatesFresh).
 func (s *Server) Serve(ctx context.Context, lis net.Listener, creds credentials.TransportCredentials) error {
 	if creds == nil {
 		creds = insecure.NewCredentials()
 	}
 	g := grpc.NewServer(append(GRPCServerOptions(), grpc.Creds(creds))...)
 	s.Register(g)
+	renewCtx, stopRenewing := context.WithCancel(ctx)
+	var renewing sync.WaitGroup
+	renewing.Go(func() { s.KeepCertificatesFresh(renewCtx) })
+	defer func() {
+		stopRenewing()
+		renewing.Wait()
+	}()
 	stopped := make(chan struct{})
 	go func() {
 		select {

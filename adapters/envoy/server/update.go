@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
@@ -145,6 +147,8 @@ func resourceName(msg proto.Message) string {
 		return m.GetName()
 	case *endpointv3.ClusterLoadAssignment:
 		return m.GetClusterName()
+	case *tlsv3.Secret:
+		return m.GetName()
 	}
 	return ""
 }
@@ -214,6 +218,13 @@ func (s *Server) Update(m *mesh.Model) error {
 		s.metrics.updateFailures.WithLabelValues(sh.stage).Add(float64(len(m.Identities)))
 		s.log.Error(sh.err, "the outbound xDS resources, shared by every identity, were rejected; every identity keeps its last good resources", "stage", sh.stage, "identities", len(m.Identities))
 		errs = append(errs, fmt.Errorf("outbound resources of every identity: %w", sh.err))
+	}
+	if s.secrets != nil {
+		byID, failed, bundleErr := s.secrets.refresh(m.Identities, time.Now())
+		s.publishSecrets(byID)
+		if err := s.reportSecretFailures(failed, bundleErr); err != nil {
+			errs = append(errs, fmt.Errorf("certificates: %w", err))
+		}
 	}
 	inModel := make(map[mesh.Identity]bool, len(m.Identities))
 	for _, id := range m.Identities {
@@ -398,7 +409,7 @@ func (s *Server) state(id mesh.Identity) *identityState {
 	defer s.mu.Unlock()
 	st := s.identities[id]
 	if st == nil {
-		st = newIdentityState(id, s.prefix, s.bodies)
+		st = s.newIdentityState(id)
 		s.identities[id] = st
 	}
 	return st
@@ -471,9 +482,10 @@ func (s *Server) withdraw(inModel map[mesh.Identity]bool) {
 			continue
 		}
 		if st.active.Load() {
-			for _, t := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType} {
-				c := st.caches[t]
-				c.update(c.names())
+			for _, t := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.SecretType} {
+				if c := st.caches[t]; c != nil {
+					c.update(c.names())
+				}
 			}
 			st.shared, st.own = nil, nil
 			st.active.Store(false)

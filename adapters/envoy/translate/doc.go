@@ -5,7 +5,9 @@
 // protobuf and the model, does no I/O, and gives equal resources in equal
 // order for equal models and options. ForIdentity returns the listeners,
 // route configurations and clusters of one identity (every pod of a
-// ServiceAccount shares them); Endpoints returns the EDS assignments,
+// ServiceAccount shares them): Outbound, the part every identity gets the
+// same (translate it once per model), merged with Inbound, the identity's
+// own part. Endpoints returns the EDS assignments,
 // which are the same for every identity and change with endpoint churn;
 // Validate runs the generated ValidateAll on resources. docs/xds.md
 // describes the resources and their names in full; this comment is the

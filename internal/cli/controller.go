@@ -111,6 +111,16 @@ as Events.`,
 				ca     *certs.CA
 				client ctrlclient.Client
 			)
+			if f.signer.enabled() {
+				if _, err := f.signer.servingHosts(ns); err != nil {
+					return err
+				}
+			}
+			if xdsTLS && len(f.xds.tlsHosts) > 0 {
+				if err := certs.ValidateHosts(f.xds.tlsHosts); err != nil {
+					return usageError{fmt.Errorf("--xds-tls-hosts: %w", err)}
+				}
+			}
 			if f.signer.enabled() || xdsTLS {
 				if ca, client, err = f.signer.clusterCA(ctx, cfg, ns, opts); err != nil {
 					return err

@@ -71,16 +71,26 @@ func serviceHosts(namespace string) []string {
 	return []string{svc, svc + ".cluster.local"}
 }
 
-// start serves the signing endpoint over TLS, with a serving certificate
-// from the mesh CA, until ctx is done; wg counts its goroutines. c creates
-// the TokenReviews. It returns the address it listens on.
-func (f *signerFlags) start(ctx context.Context, wg *sync.WaitGroup, log logr.Logger, ca *certs.CA, c client.Client, namespace string) (net.Addr, error) {
+// servingHosts returns the names of the endpoint's serving certificate,
+// checked: --signer-hosts, or the Service's names in namespace.
+func (f *signerFlags) servingHosts(namespace string) ([]string, error) {
 	hosts := f.hosts
 	if len(hosts) == 0 {
 		hosts = serviceHosts(namespace)
 	}
 	if err := certs.ValidateHosts(hosts); err != nil {
 		return nil, usageError{fmt.Errorf("--signer-hosts: %w", err)}
+	}
+	return hosts, nil
+}
+
+// start serves the signing endpoint over TLS, with a serving certificate
+// from the mesh CA, until ctx is done; wg counts its goroutines. c creates
+// the TokenReviews. It returns the address it listens on.
+func (f *signerFlags) start(ctx context.Context, wg *sync.WaitGroup, log logr.Logger, ca *certs.CA, c client.Client, namespace string) (net.Addr, error) {
+	hosts, err := f.servingHosts(namespace)
+	if err != nil {
+		return nil, err
 	}
 	serving, err := certs.NewServingCertificate(ctx, ca, certs.ServingOptions{Hosts: hosts, Log: log.WithName("signer")})
 	if err != nil {

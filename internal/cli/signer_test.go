@@ -263,8 +263,10 @@ current-context: c
 		args []string
 		want int
 	}{
-		"bad signer host": {[]string{"--namespace", "meshward-system", "--signer-hosts", "not a host"}, cli.ExitUsage},
-		"no namespace":    {nil, cli.ExitUsage},
+		"bad signer host":  {[]string{"--namespace", "meshward-system", "--signer-hosts", "not a host"}, cli.ExitUsage},
+		"no namespace":     {nil, cli.ExitUsage},
+		"bad xDS host":     {[]string{"--namespace", "meshward-system", "--signer-address", "0", "--xds-address", ":15010", "--xds-tls-hosts", "not a host"}, cli.ExitUsage},
+		"xDS without a CA": {[]string{"--signer-address", "0", "--xds-address", ":15010"}, cli.ExitUsage},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"controller", "--kubeconfig", kubeconfig, "--ext-authz-address", "0", "--nginx-auth-address", "0", "--xds-address", "0"}, tc.args...)

@@ -77,7 +77,9 @@ type xdsRunner struct {
 	wg      *sync.WaitGroup
 
 	mu      sync.Mutex
-	started map[mesh.Identity]bool
+	// renewing holds, for every identity of the model, what stops the
+	// renewal of its certificate files.
+	renewing map[mesh.Identity]*renewal
 }
 
 // start validates the flags, starts the xDS server and returns the runner
@@ -145,7 +147,7 @@ func (f *xdsFlags) start(ctx context.Context, wg *sync.WaitGroup, log logr.Logge
 	default:
 		log.Info("xDS server listening (mTLS)", "address", lis.Addr().String(), "flavor", f.flavor)
 	}
-	x := &xdsRunner{srv: srv, log: log.WithName("xds"), certDir: f.certDir, addr: lis.Addr(), wg: wg, started: map[mesh.Identity]bool{}}
+	x := &xdsRunner{srv: srv, log: log.WithName("xds"), certDir: f.certDir, addr: lis.Addr(), wg: wg, renewing: map[mesh.Identity]*renewal{}}
 	if ca != nil {
 		x.ca = ca
 	}
@@ -207,8 +209,13 @@ func (f *xdsFlags) serverCreds() (credentials.TransportCredentials, error) {
 	}), nil
 }
 
+// renewal is the renewal of one identity's certificate files.
+type renewal struct{ stop context.CancelFunc }
+
 // update publishes a model to the xDS server and, standalone, keeps a
-// certificate for every identity in the model.
+// certificate for every identity in the model: the renewal of an identity
+// that leaves the model stops (its files stay until the next start writes
+// them again).
 func (x *xdsRunner) update(ctx context.Context, m *mesh.Model) {
 	if x == nil {
 		return
@@ -221,20 +228,38 @@ func (x *xdsRunner) update(ctx context.Context, m *mesh.Model) {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	current := make(map[mesh.Identity]bool, len(m.Identities))
 	for _, id := range m.Identities {
-		if x.started[id] {
+		current[id] = true
+	}
+	for id, r := range x.renewing {
+		if !current[id] {
+			r.stop()
+			delete(x.renewing, id)
+			x.log.V(1).Info("identity left the model; its certificate is no longer renewed", "identity", id.String())
+		}
+	}
+	for _, id := range m.Identities {
+		if _, ok := x.renewing[id]; ok {
 			continue
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		x.started[id] = true
+		idCtx, stop := context.WithCancel(ctx)
+		r := &renewal{stop: stop}
+		x.renewing[id] = r
 		x.wg.Go(func() {
-			if err := certs.KeepFresh(ctx, x.ca, x.certDir, id, certs.FileOptions{Log: x.log.WithName("certs")}); err != nil && ctx.Err() == nil {
-				x.log.Error(err, "certificate files not written; trying again with the next model", "identity", id.String())
-				x.mu.Lock()
-				delete(x.started, id)
-				x.mu.Unlock()
+			err := certs.KeepFresh(idCtx, x.ca, x.certDir, id, certs.FileOptions{Log: x.log.WithName("certs")})
+			if err == nil || idCtx.Err() != nil {
+				return
+			}
+			x.log.Error(err, "certificate files not written; trying again with the next model", "identity", id.String())
+			x.mu.Lock()
+			defer x.mu.Unlock()
+			if x.renewing[id] == r {
+				r.stop()
+				delete(x.renewing, id)
 			}
 		})
 	}

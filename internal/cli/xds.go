@@ -76,7 +76,7 @@ type xdsRunner struct {
 	addr    net.Addr
 	wg      *sync.WaitGroup
 
-	mu      sync.Mutex
+	mu sync.Mutex
 	// renewing holds, for every identity of the model, what stops the
 	// renewal of its certificate files.
 	renewing map[mesh.Identity]*renewal

@@ -120,9 +120,15 @@ func (f *xdsFlags) start(ctx context.Context, wg *sync.WaitGroup, log logr.Logge
 	// The server reads a node's identity from the SPIFFE ID of its
 	// certificate; DNS principals leave only the chain to check.
 	verify := creds != nil && opts.PrincipalFormat != mesh.PrincipalDNS
+	// Envoy sidecars get their certificates over SDS from the mesh CA;
+	// a Secret holds a private key, so only to nodes that prove who they are.
+	var issuer certs.Issuer
+	if ca != nil && verify && topts.Flavor == translate.FlavorEnvoy && !topts.Plaintext {
+		issuer = ca
+	}
 	srv, err := server.New(server.Options{
 		Translate: topts, Log: log, Registry: reg,
-		VerifyPeer: verify, TrustDomain: opts.TrustDomain,
+		VerifyPeer: verify, TrustDomain: opts.TrustDomain, Issuer: issuer,
 	})
 	if err != nil {
 		return nil, usageError{fmt.Errorf("xDS: %w", err)}

@@ -5,9 +5,11 @@
 // ns/sa) and publishes the roots every peer must trust. The built-in CA is
 // one Issuer: an ECDSA P-256 root kept in a directory (standalone) or in a
 // kubernetes.io/tls Secret (in a cluster), signing short-lived leaf
-// certificates whose only URI SAN is the identity's SPIFFE ID
-// spiffe://<trust-domain>/ns/<ns>/sa/<sa>, plus the DNS SAN
-// <sa>.<ns>.<trust-domain> when the mesh uses DNS principals.
+// certificates with exactly one SAN, the identity's principal in the
+// mesh's format: the URI SAN spiffe://<trust-domain>/ns/<ns>/sa/<sa>, or
+// the DNS SAN <sa>.<ns>.<trust-domain> when the mesh uses DNS principals
+// (Envoy and gRPC read URI SANs first, so a certificate never carries
+// both).
 //
 // Two ways bring certificates to workloads:
 //

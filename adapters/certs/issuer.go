@@ -88,7 +88,8 @@ type Options struct {
 	TrustDomain string
 	// PrincipalFormat is the mesh's principal format
 	// (mesh.Options.PrincipalFormat). With mesh.PrincipalDNS, leaves carry
-	// the DNS SAN <sa>.<ns>.<trust-domain> besides the SPIFFE URI SAN.
+	// only the DNS SAN <sa>.<ns>.<trust-domain>; otherwise only the SPIFFE
+	// URI SAN.
 	PrincipalFormat mesh.PrincipalFormat
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time

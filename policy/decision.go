@@ -69,7 +69,7 @@ func (e *Engine) DecideRequest(ctx context.Context, r Request) (Decision, error)
 // Input builds the input document of a request (see docs/policy.md). The
 // error wraps ErrInvalidRequest.
 func (e *Engine) Input(r Request) (ast.Value, error) {
-	return buildInput(e.model.Load(), &e.ports, r)
+	return buildInput(e.model.Load(), &e.ports, r, nil)
 }
 
 // Decide evaluates the decision path for an input document, with the

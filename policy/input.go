@@ -94,6 +94,7 @@ var (
 	rootPathTerm    = ast.ArrayTerm(ast.StringTerm(""))
 	nullTerm        = ast.NullTerm()
 	falseTerm       = ast.BooleanTerm(false)
+	trueTerm        = ast.BooleanTerm(true)
 	rootStringTerm  = ast.StringTerm("/")
 	emptyObjectTerm = ast.ObjectTerm()
 )
@@ -103,7 +104,14 @@ var (
 // parsed_body, truncated_body, version, source_principal) and meshward's
 // own under "meshward" (source and destination identities when the mesh
 // knows them, protocol, port, normalised path).
-func buildInput(x *identityIndex, ports *portCache, r Request) (ast.Value, error) {
+//
+// f, when not nil, holds the fields a front end adds (see InputFields):
+// each is placed as the object that holds it is built, so that no object
+// is built twice.
+func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields) (ast.Value, error) {
+	if f == nil {
+		f = &noFields
+	}
 	proto := r.Protocol
 	if proto == "" {
 		proto = ProtocolHTTP
@@ -146,24 +154,19 @@ func buildInput(x *identityIndex, ports *portCache, r Request) (ast.Value, error
 		mw = append(mw, [2]*ast.Term{keyPort, port.number})
 	}
 
-	attrs := make([][2]*ast.Term, 0, 3)
-	switch {
-	case srcP != nil:
-		attrs = append(attrs, [2]*ast.Term{keySource, ast.ObjectTerm([2]*ast.Term{keyPrincipal, srcP})})
-	case r.Ingress != nil && r.Ingress.Address != "":
-		attrs = append(attrs, [2]*ast.Term{keySource, ast.ObjectTerm([2]*ast.Term{keyAddress, ast.ObjectTerm(
-			[2]*ast.Term{keySocketAddress, ast.ObjectTerm([2]*ast.Term{keyAddress, ast.StringTerm(r.Ingress.Address)})})})})
+	var attrsBuf [8][2]*ast.Term
+	attrs := attrsBuf[:0]
+	var srcAddress *ast.Term
+	if srcP == nil && r.Ingress != nil && r.Ingress.Address != "" {
+		srcAddress = ast.StringTerm(r.Ingress.Address)
 	}
-	dst := make([][2]*ast.Term, 0, 2)
-	if dstP != nil {
-		dst = append(dst, [2]*ast.Term{keyPrincipal, dstP})
+	if src := peerTerm(srcP, srcAddress, nil, f.Source); src != nil {
+		attrs = append(attrs, [2]*ast.Term{keySource, src})
 	}
-	if port != nil {
-		dst = append(dst, [2]*ast.Term{keyAddress, port.address})
+	if dst := peerTerm(dstP, nil, port, f.Destination); dst != nil {
+		attrs = append(attrs, [2]*ast.Term{keyDestination, dst})
 	}
-	if len(dst) > 0 {
-		attrs = append(attrs, [2]*ast.Term{keyDestination, ast.ObjectTerm(dst...)})
-	}
+	attrs = append(attrs, f.Attributes...)
 
 	parsedPath, parsedQuery := rootPathTerm, (*ast.Term)(nil)
 	if proto == ProtocolHTTP {
@@ -199,7 +202,8 @@ func buildInput(x *identityIndex, ports *portCache, r Request) (ast.Value, error
 		if host := hostOf(r); host != "" {
 			hostTerm = ast.StringTerm(host)
 		}
-		httpObj := make([][2]*ast.Term, 0, 4)
+		var httpBuf [12][2]*ast.Term
+		httpObj := httpBuf[:0]
 		httpObj = append(httpObj,
 			[2]*ast.Term{keyMethod, methodTerm},
 			[2]*ast.Term{keyPath, fullPath},
@@ -208,7 +212,12 @@ func buildInput(x *identityIndex, ports *portCache, r Request) (ast.Value, error
 		if hostTerm != nil {
 			httpObj = append(httpObj, [2]*ast.Term{keyHost, hostTerm})
 		}
-		attrs = append(attrs, [2]*ast.Term{keyRequest, ast.ObjectTerm([2]*ast.Term{keyHTTP, ast.ObjectTerm(httpObj...)})})
+		httpObj = append(httpObj, f.HTTP...)
+		var reqBuf [2][2]*ast.Term
+		reqObj := reqBuf[:0]
+		reqObj = append(reqObj, [2]*ast.Term{keyHTTP, ast.ObjectTerm(httpObj...)})
+		reqObj = append(reqObj, f.Request...)
+		attrs = append(attrs, [2]*ast.Term{keyRequest, ast.ObjectTerm(reqObj...)})
 		if norm.Path != "/" {
 			parsedPath = segmentsTerm(norm.Path)
 		}
@@ -218,13 +227,20 @@ func buildInput(x *identityIndex, ports *portCache, r Request) (ast.Value, error
 		parsedQuery = emptyObjectTerm
 	}
 
+	parsedBody, truncated := nullTerm, falseTerm
+	if proto == ProtocolHTTP && f.ParsedBody != nil {
+		parsedBody = f.ParsedBody
+	}
+	if proto == ProtocolHTTP && f.TruncatedBody {
+		truncated = trueTerm
+	}
 	root := make([][2]*ast.Term, 0, 8)
 	root = append(root,
 		[2]*ast.Term{keyAttributes, ast.ObjectTerm(attrs...)},
 		[2]*ast.Term{keyParsedPath, parsedPath},
 		[2]*ast.Term{keyParsedQuery, parsedQuery},
-		[2]*ast.Term{keyParsedBody, nullTerm},
-		[2]*ast.Term{keyTruncatedBody, falseTerm},
+		[2]*ast.Term{keyParsedBody, parsedBody},
+		[2]*ast.Term{keyTruncatedBody, truncated},
 		[2]*ast.Term{keyVersion, versionV3},
 		[2]*ast.Term{keyMeshward, ast.ObjectTerm(mw...)},
 	)
@@ -330,4 +346,92 @@ func (c *portCache) get(port uint32) *portTerms {
 		}
 	}
 	return p
+}
+
+// InputFields are fields that a front end adds to the input document of a
+// request, beyond what a Request carries: opa-envoy-plugin's input has
+// every attribute of the CheckRequest. Engine.InputWith places each field
+// as it builds the object that holds it. Fields must not repeat the keys
+// the engine sets itself (see docs/policy.md).
+type InputFields struct {
+	// Source and Destination, when not nil, complete
+	// input.attributes.source and .destination; the object is then
+	// present even when the engine puts nothing in it.
+	Source, Destination *Peer
+	// Attributes are added to input.attributes.
+	Attributes [][2]*ast.Term
+	// Request and HTTP are added to input.attributes.request and
+	// input.attributes.request.http; HTTP requests only.
+	Request, HTTP [][2]*ast.Term
+	// ParsedBody, when not nil, is input.parsed_body (null otherwise),
+	// and TruncatedBody sets input.truncated_body; HTTP requests only.
+	ParsedBody    *ast.Term
+	TruncatedBody bool
+}
+
+// Peer is what a front end knows of a peer besides its principal.
+type Peer struct {
+	// Socket is true when the peer has a socket address: the peer's object
+	// then has address.socketAddress, with Address and Port when given
+	// ("" and 0 when not) unless the engine set them already.
+	Socket  bool
+	Address string
+	Port    uint32
+	// Fields are the peer object's other fields (service, labels,
+	// certificate, ...).
+	Fields [][2]*ast.Term
+}
+
+// noFields stands for no InputFields.
+var noFields InputFields
+
+// InputWith builds the input document of a request, as Input does, with
+// the fields f adds (see InputFields). The error wraps ErrInvalidRequest.
+func (e *Engine) InputWith(r Request, f *InputFields) (ast.Value, error) {
+	return buildInput(e.model.Load(), &e.ports, r, f)
+}
+
+// peerTerm builds input.attributes.source or .destination: the principal
+// and the socket address the engine knows (address, or the destination
+// port's terms) completed by p. It returns nil when the object would be
+// absent.
+func peerTerm(principal, address *ast.Term, port *portTerms, p *Peer) *ast.Term {
+	var extra [][2]*ast.Term
+	if p != nil {
+		extra = p.Fields
+	}
+	var buf [6][2]*ast.Term // on the stack unless the peer has many fields
+	fields := buf[:0]
+	if principal != nil {
+		fields = append(fields, [2]*ast.Term{keyPrincipal, principal})
+	}
+	socket := p != nil && p.Socket
+	if socket && address == nil && p.Address != "" {
+		address = ast.StringTerm(p.Address)
+	}
+	var portNumber *ast.Term
+	switch {
+	case port != nil:
+		portNumber = port.number
+	case socket && p.Port != 0:
+		portNumber = ast.UIntNumberTerm(uint64(p.Port))
+	}
+	switch {
+	case address == nil && port != nil:
+		fields = append(fields, [2]*ast.Term{keyAddress, port.address})
+	case address != nil || portNumber != nil || socket:
+		sock := make([][2]*ast.Term, 0, 2)
+		if address != nil {
+			sock = append(sock, [2]*ast.Term{keyAddress, address})
+		}
+		if portNumber != nil {
+			sock = append(sock, [2]*ast.Term{keyPortValue, portNumber})
+		}
+		fields = append(fields, [2]*ast.Term{keyAddress, ast.ObjectTerm([2]*ast.Term{keySocketAddress, ast.ObjectTerm(sock...)})})
+	}
+	fields = append(fields, extra...)
+	if len(fields) == 0 && p == nil {
+		return nil
+	}
+	return ast.ObjectTerm(fields...)
 }

@@ -79,64 +79,45 @@ func rawHeaders(m *corev3.HeaderMap) map[string]string {
 	return out
 }
 
-// Keys of the parts of opa-envoy-plugin's input that policy.Request does
-// not carry. opa-envoy-plugin encodes the CheckRequest with protojson, so
-// these names are protojson's (lowerCamelCase).
-var (
-	keyAttributes = ast.StringTerm("attributes")
-	keyRequest    = ast.StringTerm("request")
-	keyHTTP       = ast.StringTerm("http")
-	keySource     = ast.StringTerm("source")
-	keyDest       = ast.StringTerm("destination")
-	keyParsedBody = ast.StringTerm("parsed_body")
-	keyTruncated  = ast.StringTerm("truncated_body")
-)
-
 // input builds the input document of req, read as r: the engine's
 // (identities, normalised path, parsed path and query) completed with the
 // CheckRequest's other attributes, so policies written for
-// opa-envoy-plugin find every field they read there.
-//
-// The engine's input shares terms with other inputs (those of ports, for
-// one), so its objects are never changed in place: an object that gains
-// fields is built anew, with all its fields, before it is put in its
-// parent, so that every object's hash is the one of its final content.
+// opa-envoy-plugin find every field they read there. The engine places
+// these fields as it builds each object (policy.InputFields), so no
+// object is built twice.
 func input(e *policy.Engine, req *authv3.CheckRequest, r policy.Request) (ast.Value, error) {
-	v, err := e.Input(r)
-	if err != nil {
-		return nil, err
-	}
-	root, ok := v.(ast.Object)
-	if !ok {
-		return v, nil
-	}
 	a := req.GetAttributes()
-	attrs := fieldsOf(root.Get(keyAttributes), 4)
+	var f policy.InputFields
 	// Peer details: addresses, certificates, labels, service.
-	if src := a.GetSource(); src != nil {
-		attrs = with(attrs, keySource, peer(field(attrs, keySource), src))
+	var src, dst policy.Peer
+	if p := a.GetSource(); p != nil {
+		peer(&src, p)
+		f.Source = &src
 	}
-	if dst := a.GetDestination(); dst != nil {
-		attrs = with(attrs, keyDest, peer(field(attrs, keyDest), dst))
+	if p := a.GetDestination(); p != nil {
+		peer(&dst, p)
+		f.Destination = &dst
 	}
+	var attrs [4][2]*ast.Term
+	f.Attributes = attrs[:0]
 	if len(a.GetContextExtensions()) > 0 {
-		attrs = with(attrs, keyContextExtensions, stringMapTerm(a.GetContextExtensions()))
+		f.Attributes = append(f.Attributes, [2]*ast.Term{keyContextExtensions, stringMapTerm(a.GetContextExtensions())})
 	}
 	if a.GetMetadataContext() != nil {
-		attrs = with(attrs, keyMetadataContext, protoTerm(a.GetMetadataContext()))
+		f.Attributes = append(f.Attributes, [2]*ast.Term{keyMetadataContext, protoTerm(a.GetMetadataContext())})
 	}
 	if a.GetRouteMetadataContext() != nil {
-		attrs = with(attrs, keyRouteMetadataContext, protoTerm(a.GetRouteMetadataContext()))
+		f.Attributes = append(f.Attributes, [2]*ast.Term{keyRouteMetadataContext, protoTerm(a.GetRouteMetadataContext())})
 	}
 	if a.GetTlsSession() != nil {
-		attrs = with(attrs, keyTLSSession, protoTerm(a.GetTlsSession()))
+		f.Attributes = append(f.Attributes, [2]*ast.Term{keyTLSSession, protoTerm(a.GetTlsSession())})
 	}
 	if h := a.GetRequest().GetHttp(); h != nil {
-		reqFields := fieldsOf(field(attrs, keyRequest), 1)
 		if t := a.GetRequest().GetTime(); t != nil {
-			reqFields = with(reqFields, keyTime, ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z")))
+			f.Request = [][2]*ast.Term{{keyTime, ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z"))}}
 		}
-		httpFields := fieldsOf(field(reqFields, keyHTTP), 4)
+		var httpFields [7][2]*ast.Term
+		f.HTTP = httpFields[:0]
 		for _, kv := range [...]struct {
 			key   *ast.Term
 			value string
@@ -149,14 +130,12 @@ func input(e *policy.Engine, req *authv3.CheckRequest, r policy.Request) (ast.Va
 			{keyBody, h.GetBody()},
 		} {
 			if kv.value != "" {
-				httpFields = with(httpFields, kv.key, ast.StringTerm(kv.value))
+				f.HTTP = append(f.HTTP, [2]*ast.Term{kv.key, ast.StringTerm(kv.value)})
 			}
 		}
 		if h.GetSize() != 0 {
-			httpFields = with(httpFields, keySize, ast.IntNumberTerm(int(h.GetSize())))
+			f.HTTP = append(f.HTTP, [2]*ast.Term{keySize, ast.IntNumberTerm(int(h.GetSize()))})
 		}
-		reqFields = with(reqFields, keyHTTP, ast.ObjectTerm(httpFields...))
-		attrs = with(attrs, keyRequest, ast.ObjectTerm(reqFields...))
 
 		// The body, parsed as opa-envoy-plugin does for JSON requests.
 		body := h.GetBody()
@@ -167,16 +146,13 @@ func input(e *policy.Engine, req *authv3.CheckRequest, r policy.Request) (ast.Va
 			var parsed any
 			if err := json.Unmarshal([]byte(body), &parsed); err == nil {
 				if t, err := ast.InterfaceToValue(parsed); err == nil {
-					root.Insert(keyParsedBody, ast.NewTerm(t))
+					f.ParsedBody = ast.NewTerm(t)
 				}
 			}
 		}
-		if headerValue(r.Headers, "x-envoy-auth-partial-body") == "true" {
-			root.Insert(keyTruncated, ast.BooleanTerm(true))
-		}
+		f.TruncatedBody = headerValue(r.Headers, "x-envoy-auth-partial-body") == "true"
 	}
-	root.Insert(keyAttributes, ast.ObjectTerm(attrs...))
-	return root, nil
+	return e.InputWith(r, &f)
 }
 
 // headerValue returns the value of a header; Envoy sends lower-case names.
@@ -192,51 +168,8 @@ func headerValue(h map[string]string, name string) string {
 	return ""
 }
 
-// fieldsOf returns the fields of the object t holds (none when t is nil
-// or not an object), with room for extra more.
-func fieldsOf(t *ast.Term, extra int) [][2]*ast.Term {
-	o, _ := termValue(t).(ast.Object)
-	if o == nil {
-		return make([][2]*ast.Term, 0, extra)
-	}
-	kv := make([][2]*ast.Term, 0, o.Len()+extra)
-	o.Foreach(func(k, v *ast.Term) { kv = append(kv, [2]*ast.Term{k, v}) })
-	return kv
-}
-
-func termValue(t *ast.Term) ast.Value {
-	if t == nil {
-		return nil
-	}
-	return t.Value
-}
-
-// field returns the value of key in fields, nil when there is none.
-func field(fields [][2]*ast.Term, key *ast.Term) *ast.Term {
-	for _, kv := range fields {
-		if kv[0].Value.Compare(key.Value) == 0 {
-			return kv[1]
-		}
-	}
-	return nil
-}
-
-// with sets key to value in fields.
-func with(fields [][2]*ast.Term, key, value *ast.Term) [][2]*ast.Term {
-	for i, kv := range fields {
-		if kv[0].Value.Compare(key.Value) == 0 {
-			fields[i][1] = value
-			return fields
-		}
-	}
-	return append(fields, [2]*ast.Term{key, value})
-}
-
 // Keys of the fields added to the input, built once.
 var (
-	keyAddress              = ast.StringTerm("address")
-	keySocketAddress        = ast.StringTerm("socketAddress")
-	keyPortValue            = ast.StringTerm("portValue")
 	keyService              = ast.StringTerm("service")
 	keyLabels               = ast.StringTerm("labels")
 	keyCertificate          = ast.StringTerm("certificate")
@@ -254,34 +187,21 @@ var (
 	keySize                 = ast.StringTerm("size")
 )
 
-// peer returns the input object of a peer: base (what the engine put
-// there, e.g. the principal) with the peer's address, service, labels and
-// certificate added, built directly rather than through protojson: this
-// runs on every check. Fields of base are kept.
-func peer(base *ast.Term, p *authv3.AttributeContext_Peer) *ast.Term {
-	fields := fieldsOf(base, 2)
+// peer reads a peer's address, service, labels and certificate into out,
+// directly rather than through protojson: this runs on every check.
+func peer(out *policy.Peer, p *authv3.AttributeContext_Peer) {
 	if sa := p.GetAddress().GetSocketAddress(); sa != nil {
-		addr := fieldsOf(field(fields, keyAddress), 1)
-		s := fieldsOf(field(addr, keySocketAddress), 2)
-		if sa.GetAddress() != "" && field(s, keyAddress) == nil {
-			s = append(s, [2]*ast.Term{keyAddress, ast.StringTerm(sa.GetAddress())})
-		}
-		if sa.GetPortValue() != 0 && field(s, keyPortValue) == nil {
-			s = append(s, [2]*ast.Term{keyPortValue, ast.UIntNumberTerm(uint64(sa.GetPortValue()))})
-		}
-		addr = with(addr, keySocketAddress, ast.ObjectTerm(s...))
-		fields = with(fields, keyAddress, ast.ObjectTerm(addr...))
+		out.Socket, out.Address, out.Port = true, sa.GetAddress(), sa.GetPortValue()
 	}
 	if p.GetService() != "" {
-		fields = with(fields, keyService, ast.StringTerm(p.GetService()))
+		out.Fields = append(out.Fields, [2]*ast.Term{keyService, ast.StringTerm(p.GetService())})
 	}
 	if len(p.GetLabels()) > 0 {
-		fields = with(fields, keyLabels, stringMapTerm(p.GetLabels()))
+		out.Fields = append(out.Fields, [2]*ast.Term{keyLabels, stringMapTerm(p.GetLabels())})
 	}
 	if p.GetCertificate() != "" {
-		fields = with(fields, keyCertificate, ast.StringTerm(p.GetCertificate()))
+		out.Fields = append(out.Fields, [2]*ast.Term{keyCertificate, ast.StringTerm(p.GetCertificate())})
 	}
-	return ast.ObjectTerm(fields...)
 }
 
 func stringMapTerm(m map[string]string) *ast.Term {

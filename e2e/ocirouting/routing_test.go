@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/meshward/meshward/e2e/internal/dataplane"
 )
 
 // The pods' addresses: loopback addresses no other e2e package uses.
@@ -31,13 +33,17 @@ const (
 func TestRouteTables(t *testing.T) {
 	start := time.Now()
 	w := newWorld(t)
-	port, lis := listenPods(t, v1Addr, v2Addr)
+	port, lis := dataplane.ListenPods(t, v1Addr, v2Addr)
 	p := params{V1: v1Addr, V2: v2Addr, Port: port, FallbackPriority: 20}
 	w.apply(t, p)
-	startPod(t, v1Pod, w.boot(t, catalogV1), lis[0])
-	startPod(t, v2Pod, w.boot(t, catalogV2), lis[1])
+	if err := dataplane.StartPod(t, v1Pod, w.boot(t, catalogV1), lis[0], wait); err != nil {
+		t.Fatal(err)
+	}
+	if err := dataplane.StartPod(t, v2Pod, w.boot(t, catalogV2), lis[1], wait); err != nil {
+		t.Fatal(err)
+	}
 	c := newClient(t, w.boot(t, clientID), rootTarget)
-	eventually(t, "the client reaches catalog", func() error {
+	dataplane.Eventually(t, wait, "the client reaches catalog", func() error {
 		_, err := c.call("/shop.Catalog/List", 0)
 		return err
 	})
@@ -114,7 +120,7 @@ func TestRouteTables(t *testing.T) {
 	t.Run("default routing DENY", func(t *testing.T) {
 		p.Deny = true
 		w.apply(t, p)
-		eventually(t, "an unmatched call fails once catalog's default routing is DENY", func() error {
+		dataplane.Eventually(t, wait, "an unmatched call fails once catalog's default routing is DENY", func() error {
 			_, err := c.call("/other.Thing/Call", 0)
 			return noRoute(err)
 		})
@@ -234,7 +240,7 @@ func testPriorityChange(t *testing.T, w *world, p params, c *client) {
 			return nil
 		}
 	}
-	eventually(t, "calls of /shop.Catalog/List go to v1 before the change", allTo(v1Pod))
+	dataplane.Eventually(t, wait, "calls of /shop.Catalog/List go to v1 before the change", allTo(v1Pod))
 	mu.Lock()
 	before := map[string]int{v1Pod: served[v1Pod], v2Pod: served[v2Pod]}
 	recent = recent[:0]
@@ -243,7 +249,7 @@ func testPriorityChange(t *testing.T, w *world, p params, c *client) {
 	changed := time.Now()
 	p.FallbackPriority = 5
 	w.apply(t, p)
-	eventually(t, "calls of /shop.Catalog/List go to v2 once a-fallback has priority 5", allTo(v2Pod))
+	dataplane.Eventually(t, wait, "calls of /shop.Catalog/List go to v2 once a-fallback has priority 5", allTo(v2Pod))
 	took := time.Since(changed)
 	stop()
 

@@ -1,18 +1,11 @@
 package parity
 
 import (
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,24 +18,13 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/go-logr/logr/testr"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	xdscreds "google.golang.org/grpc/credentials/xds"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/xds"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshward/meshward/adapters/certs"
-	"github.com/meshward/meshward/adapters/envoy/bootstrap"
-	"github.com/meshward/meshward/adapters/envoy/server"
-	"github.com/meshward/meshward/adapters/envoy/translate"
+	"github.com/meshward/meshward/e2e/internal/dataplane"
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -176,7 +158,7 @@ func newWorld(t *testing.T, f form, subnet int) *world {
 		w.addr[p.name] = fmt.Sprintf("127.0.%d.%d", subnet, i+1)
 		addrs = append(addrs, w.addr[p.name])
 	}
-	port, listeners := listenPods(t, addrs...)
+	port, listeners := dataplane.ListenPods(t, addrs...)
 	w.port = port
 
 	// The example as it is, with its pods moved where this world's pods
@@ -194,55 +176,34 @@ func newWorld(t *testing.T, f form, subnet int) *world {
 	checkEndpoints(t, w)
 	w.authz = startExtAuthz(t, w.model)
 
-	certDir := t.TempDir()
-	ca, err := certs.NewCA(certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []mesh.Identity{buyer, thief, storeV1, storeV2, warehouse, nobody} {
-		if _, err := certs.WriteIdentityFiles(context.Background(), ca, certDir, id, certs.FileOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	xdsAddr, xdsCA := startXDS(t, ca, w.model)
+	certDir, bundle := dataplane.MeshCerts(t, buyer, thief, storeV1, storeV2, warehouse, nobody)
+	x := dataplane.StartXDS(t, bundle, dataplane.XDSOptions{Model: w.model})
 	boot := func(id mesh.Identity) []byte {
 		t.Helper()
-		b, err := bootstrap.GRPC(bootstrap.Options{
-			Identity: id, XDSAddress: xdsAddr, CertDir: certDir, XDSCAFile: xdsCA,
-			NodeID: bootstrap.NodeID(f.name, id),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+		return x.Bootstrap(t, f.name, id, certDir)
 	}
 
 	var wg sync.WaitGroup
 	for i, p := range pods {
-		wg.Go(func() { startPod(t, p.name, boot(p.id), listeners[i]) })
+		wg.Go(func() {
+			if err := dataplane.StartPod(t, p.name, boot(p.id), listeners[i], wait); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 	wg.Wait()
 	if t.Failed() {
 		t.FailNow()
 	}
 	for _, p := range pods {
-		rb, err := xds.NewXDSResolverWithConfigForTesting(boot(p.id))
+		opts, err := dataplane.ClientOptions(boot(p.id))
 		if err != nil {
-			t.Fatalf("%s: the bootstrap of %s is not accepted: %v", f.name, p.id, err)
+			t.Fatalf("%s, %s: %v", f.name, p.id, err)
 		}
-		creds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
-		if err != nil {
-			t.Fatal(err)
-		}
+		opts = append(opts, grpc.WithUserAgent(userAgent(p.id)))
 		w.clients[p.id] = map[mesh.ServiceKey]*grpc.ClientConn{}
 		for _, svc := range services {
-			conn, err := grpc.NewClient("xds:///"+serviceHost(svc),
-				grpc.WithResolvers(rb), grpc.WithTransportCredentials(creds), grpc.WithUserAgent(userAgent(p.id)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { conn.Close() })
-			w.clients[p.id][svc] = conn
+			w.clients[p.id][svc] = dataplane.Dial(t, "xds:///"+serviceHost(svc), opts...)
 		}
 	}
 	for _, p := range pods {
@@ -269,131 +230,6 @@ func checkEndpoints(t *testing.T, w *world) {
 	}
 	if n == 0 {
 		t.Fatalf("%s: no endpoints", w.form.name)
-	}
-}
-
-// startXDS serves the model over xDS as `meshward serve --xds-flavor grpc`
-// does: the gRPC flavor with RBAC, behind TLS that requires a workload
-// certificate proving the node's identity. It returns the server's address
-// and the file of the roots that verify its certificate.
-func startXDS(t *testing.T, ca *certs.CA, m *mesh.Model) (string, string) {
-	t.Helper()
-	bundle, err := ca.TrustBundle(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientCAs := x509.NewCertPool()
-	clientCAs.AppendCertsFromPEM(bundle)
-	serving, caFile := servingCert(t, "127.0.0.1")
-	srv, err := server.New(server.Options{
-		Translate:  translate.Options{Flavor: translate.FlavorGRPC},
-		Log:        testr.NewWithOptions(t, testr.Options{Verbosity: 0}),
-		Registry:   prometheus.NewRegistry(),
-		VerifyPeer: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Update(m); err != nil {
-		t.Fatalf("publishing the model: %v", err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds := credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{serving},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    clientCAs,
-		MinVersion:   tls.VersionTLS13,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis, creds) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("xDS server: %v", err)
-		}
-	})
-	return lis.Addr().String(), caFile
-}
-
-// listenPods listens on the same free port at every address, as pods do
-// on their own pod IPs.
-func listenPods(t *testing.T, addrs ...string) (int, []net.Listener) {
-	t.Helper()
-	for range 20 {
-		first, err := net.Listen("tcp", net.JoinHostPort(addrs[0], "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := first.Addr().(*net.TCPAddr).Port
-		lis := []net.Listener{first}
-		for _, a := range addrs[1:] {
-			l, err := net.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(port)))
-			if err != nil {
-				break
-			}
-			lis = append(lis, l)
-		}
-		if len(lis) == len(addrs) {
-			return port, lis
-		}
-		for _, l := range lis {
-			l.Close()
-		}
-	}
-	t.Fatalf("no free port common to %v", addrs)
-	return 0, nil
-}
-
-// startPod runs an xDS-enabled gRPC server on lis with the identity's
-// bootstrap until the test ends. It answers every method with its pod's
-// name, once the xDS server gave it the listener for its address, and
-// with mTLS and RBAC as that listener says.
-func startPod(t *testing.T, name string, boot []byte, lis net.Listener) {
-	t.Helper()
-	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	serving := make(chan struct{})
-	var once sync.Once
-	srv, err := xds.NewGRPCServer(grpc.Creds(creds), xds.BootstrapContentsForTesting(boot),
-		grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
-			if err := stream.RecvMsg(&emptypb.Empty{}); err != nil {
-				return err
-			}
-			return stream.SendMsg(wrapperspb.String(name))
-		}),
-		xds.ServingModeCallback(func(addr net.Addr, args xds.ServingModeChangeArgs) {
-			if args.Mode == connectivity.ServingModeServing {
-				once.Do(func() { close(serving) })
-			} else {
-				t.Logf("pod %s at %s: serving mode %s (%v)", name, addr, args.Mode, args.Err)
-			}
-		}))
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(lis); err != nil {
-			t.Logf("pod %s stopped: %v", name, err)
-		}
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	select {
-	case <-serving:
-	case <-time.After(wait):
-		t.Errorf("pod %s at %s never got its listener from the xDS server", name, lis.Addr())
 	}
 }
 
@@ -448,16 +284,7 @@ func dialDirect(t *testing.T, dir, addr string) *grpc.ClientConn {
 
 // invoke makes one call and returns the pod that served it.
 func invoke(conn *grpc.ClientConn, c grpcCall) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if len(c.md) > 0 {
-		ctx = metadata.AppendToOutgoingContext(ctx, c.md...)
-	}
-	var resp wrapperspb.StringValue
-	if err := conn.Invoke(ctx, c.method, &emptypb.Empty{}, &resp); err != nil {
-		return "", err
-	}
-	return resp.GetValue(), nil
+	return dataplane.Invoke(conn, c.method, 0, c.md...)
 }
 
 // warmUp waits until every client has its configuration: its first call
@@ -681,47 +508,4 @@ func checkRouting(t *testing.T, w *world, r grpcRow, o outcome) {
 	if len(o.pods) != 1 || o.pods[want] == 0 {
 		t.Errorf("%s, %s: served by %v, want %s", w.form.name, r, o.pods, want)
 	}
-}
-
-// servingCert returns a serving certificate for the IP address, signed by
-// a CA of its own, and the file holding that CA: the xDS server's
-// certificate, which workloads verify with the bootstrap's xDS roots.
-func servingCert(t *testing.T, ip string) (tls.Certificate, string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "xDS serving CA"},
-		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "meshward xDS"},
-		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP(ip)},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "xds-ca.pem")
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, file
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/meshward/meshward/adapters/certs"
+	"github.com/meshward/meshward/e2e/internal/dataplane"
 	"github.com/meshward/meshward/internal/cli"
 	"github.com/meshward/meshward/mesh"
 )
@@ -47,7 +48,7 @@ func TestFromDirectory(t *testing.T) {
 func serveCommand(t *testing.T, dir string) *world {
 	t.Helper()
 	w := &world{certDir: t.TempDir()}
-	w.port, w.pods = listenPods(t, "127.0.0.2", "127.0.0.3")
+	w.port, w.pods = dataplane.ListenPods(t, "127.0.0.2", "127.0.0.3")
 	w.p = scenarioParams(w.port)
 
 	logs := &logBuffer{}
@@ -75,7 +76,7 @@ func serveCommand(t *testing.T, dir string) *world {
 		}
 	})
 	var metricsAddr string
-	eventually(t, "meshward serve listens", func() error {
+	dataplane.Eventually(t, wait, "meshward serve listens", func() error {
 		select {
 		case code := <-done:
 			done <- code
@@ -102,7 +103,7 @@ func serveCommand(t *testing.T, dir string) *world {
 	w.bundle = bundle
 	w.bootFrom = func(t *testing.T, id mesh.Identity, certDir string) []byte {
 		t.Helper()
-		eventually(t, "meshward serve writes the certificate files of "+id.String(), func() error {
+		dataplane.Eventually(t, wait, "meshward serve writes the certificate files of "+id.String(), func() error {
 			for _, f := range []string{certs.CertFile, certs.KeyFile, certs.CAFile} {
 				if _, err := os.Stat(filepath.Join(certs.IdentityDir(certDir, id), f)); err != nil {
 					return err

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
@@ -24,9 +23,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
-	"github.com/meshward/meshward/adapters/certs"
 	"github.com/meshward/meshward/adapters/envoy/server"
-	"github.com/meshward/meshward/adapters/envoy/translate"
+	"github.com/meshward/meshward/e2e/internal/dataplane"
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -79,56 +77,12 @@ type libraryWorld struct {
 func newWorld(t *testing.T) *libraryWorld {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	w := &world{certDir: t.TempDir()}
-	ca, err := certs.NewCA(certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []mesh.Identity{storeV1, storeV2, buyer, thief} {
-		if _, err := certs.WriteIdentityFiles(context.Background(), ca, w.certDir, id, certs.FileOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bundle, err := ca.TrustBundle(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.bundle = bundle
-	clientCAs := x509.NewCertPool()
-	clientCAs.AppendCertsFromPEM(bundle)
-	serving, xdsCA := servingCert(t, "127.0.0.1")
-
-	srv, err := server.New(server.Options{
-		Translate:  translate.Options{Flavor: translate.FlavorGRPC},
-		Log:        testr.NewWithOptions(t, testr.Options{Verbosity: 0}),
-		Registry:   reg,
-		VerifyPeer: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.xdsAddr = lis.Addr().String()
-	creds := credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{serving},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    clientCAs,
-		MinVersion:   tls.VersionTLS13,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis, creds) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("xDS server: %v", err)
-		}
-	})
+	w := &world{}
+	w.certDir, w.bundle = dataplane.MeshCerts(t, storeV1, storeV2, buyer, thief)
+	x := dataplane.StartXDS(t, w.bundle, dataplane.XDSOptions{Registry: reg})
+	w.xdsAddr = x.Addr
 	w.bootFrom = func(t *testing.T, id mesh.Identity, certDir string) []byte {
-		return bootstrapFor(t, id, w.xdsAddr, certDir, xdsCA)
+		return x.Bootstrap(t, t.Name(), id, certDir)
 	}
 	w.counter = func(t *testing.T, name string, want map[string]string) float64 {
 		t.Helper()
@@ -153,9 +107,9 @@ func newWorld(t *testing.T) *libraryWorld {
 		}
 		return sum
 	}
-	w.port, w.pods = listenPods(t, "127.0.0.2", "127.0.0.3")
+	w.port, w.pods = dataplane.ListenPods(t, "127.0.0.2", "127.0.0.3")
 	w.p = scenarioParams(w.port)
-	return &libraryWorld{world: w, srv: srv}
+	return &libraryWorld{world: w, srv: x.Server}
 }
 
 // scenarioParams are the scenario's parameters when it starts, with the
@@ -178,10 +132,14 @@ func runScenario(t *testing.T, w *world, src source) {
 	for _, f := range manifestFiles {
 		src.apply(t, f, m[f])
 	}
-	startPod(t, v1Pod, w.boot(t, storeV1), w.pods[0])
-	startPod(t, v2Pod, w.boot(t, storeV2), w.pods[1])
+	if err := dataplane.StartPod(t, v1Pod, w.boot(t, storeV1), w.pods[0], wait); err != nil {
+		t.Fatal(err)
+	}
+	if err := dataplane.StartPod(t, v2Pod, w.boot(t, storeV2), w.pods[1], wait); err != nil {
+		t.Fatal(err)
+	}
 	buyerRoot := newClient(t, "bookbuyer", w.boot(t, buyer), rootTarget)
-	eventually(t, "bookbuyer reaches the bookstore", func() error {
+	dataplane.Eventually(t, wait, "bookbuyer reaches the bookstore", func() error {
 		_, err := buyerRoot.call(context.Background())
 		return err
 	})
@@ -199,7 +157,7 @@ func runScenario(t *testing.T, w *world, src source) {
 
 	t.Run("header-matched split", func(t *testing.T) {
 		canary := newClient(t, "bookbuyer canary", w.boot(t, buyer), canaryTgt)
-		eventually(t, "bookbuyer reaches bookstore-canary", func() error {
+		dataplane.Eventually(t, wait, "bookbuyer reaches bookstore-canary", func() error {
 			_, err := canary.call(context.Background())
 			return err
 		})
@@ -216,7 +174,7 @@ func runScenario(t *testing.T, w *world, src source) {
 
 	t.Run("caller without a TrafficTarget is denied", func(t *testing.T) {
 		thiefRoot := newClient(t, "bookthief", w.boot(t, thief), rootTarget)
-		eventually(t, "bookthief is refused by RBAC", func() error {
+		dataplane.Eventually(t, wait, "bookthief is refused by RBAC", func() error {
 			_, err := thiefRoot.call(context.Background())
 			return wantCode(err, codes.PermissionDenied)
 		})
@@ -246,7 +204,7 @@ func testNoCertificate(t *testing.T, w *world) {
 	if err := wantCode(func() error { _, err := noCert.call(context.Background()); return err }(), codes.Unavailable); err != nil {
 		t.Errorf("xDS client without certificate provider: %v", err)
 	}
-	eventually(t, "the xDS server counts the client's NACK", func() error {
+	dataplane.Eventually(t, wait, "the xDS server counts the client's NACK", func() error {
 		if n := nacks() - before; n < 1 {
 			return fmt.Errorf("%v NACKs counted", n)
 		}
@@ -400,22 +358,22 @@ func testLiveChanges(t *testing.T, w *world, src source, buyerRoot *client) {
 	p.V1Weight, p.V2Weight = 20, 80
 	forget()
 	src.apply(t, "split", manifests(p)["split"])
-	eventually(t, "most calls go to bookstore-v2 after the split becomes 20/80", mostTo(v2Pod))
+	dataplane.Eventually(t, wait, "most calls go to bookstore-v2 after the split becomes 20/80", mostTo(v2Pod))
 	p.V1Weight, p.V2Weight = 80, 20
 	forget()
 	src.apply(t, "split", manifests(p)["split"])
-	eventually(t, "most calls go to bookstore-v1 after the split is back to 80/20", mostTo(v1Pod))
+	dataplane.Eventually(t, wait, "most calls go to bookstore-v1 after the split is back to 80/20", mostTo(v1Pod))
 
 	thiefRoot := newClient(t, "bookthief", w.boot(t, thief), rootTarget)
 	p.Sources = []string{"bookbuyer", "bookthief"}
 	src.apply(t, "access", manifests(p)["access"])
-	eventually(t, "bookthief is allowed once a TrafficTarget lists it", func() error {
+	dataplane.Eventually(t, wait, "bookthief is allowed once a TrafficTarget lists it", func() error {
 		_, err := thiefRoot.call(context.Background())
 		return err
 	})
 	p.Sources = []string{"bookbuyer"}
 	src.apply(t, "access", manifests(p)["access"])
-	eventually(t, "bookthief is denied again once no TrafficTarget lists it", func() error {
+	dataplane.Eventually(t, wait, "bookthief is denied again once no TrafficTarget lists it", func() error {
 		_, err := thiefRoot.call(context.Background())
 		return wantCode(err, codes.PermissionDenied)
 	})

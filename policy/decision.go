@@ -87,21 +87,21 @@ func (e *Engine) Decide(ctx context.Context, input ast.Value) (Decision, error) 
 	}
 	defer e.store.Abort(ctx, txn)
 
-	var cancel topdown.Cancel = neverCancel{}
+	cancelOpt := neverCancelOpt
 	if ctx.Done() != nil {
 		// Cancel the evaluation with the context, without the goroutine
 		// per evaluation that OPA starts otherwise.
 		c := topdown.NewCancel()
 		stop := context.AfterFunc(ctx, c.Cancel)
 		defer stop()
-		cancel = c
+		cancelOpt = rego.EvalExternalCancel(c)
 	}
 	opts := [...]rego.EvalOption{
 		rego.EvalParsedInput(input),
 		rego.EvalTransaction(txn),
-		rego.EvalGenerateJSON(keepAST),
-		rego.EvalExternalCancel(cancel),
-		rego.EvalMetrics(noMetrics),
+		keepASTOpt,
+		cancelOpt,
+		noMetricsOpt,
 	}
 	rs, err := p.decide.Eval(ctx, opts[:]...)
 	switch {
@@ -121,7 +121,7 @@ func (e *Engine) Decide(ctx context.Context, input ast.Value) (Decision, error) 
 		// The common case: SMI access allows (a rule matches, or the mesh
 		// is permissive and knows both identities) and so does the
 		// decision. The reason is the built-in one, without evaluating it.
-		src, dst := inputString(input, "source"), inputString(input, "destination")
+		src, dst := inputString(input, keySource), inputString(input, keyDestination)
 		if matched != nil && matched.Len() > 0 && src != "" && dst != "" {
 			d.Matched = setStrings(matched)
 			d.Reason = src + " may call " + dst + ": " + strings.Join(d.Matched, "; ")
@@ -146,8 +146,15 @@ func (e *Engine) Decide(ctx context.Context, input ast.Value) (Decision, error) 
 // noMetrics keeps OPA from allocating metrics for every evaluation.
 var noMetrics = metrics.NoOp()
 
+// The evaluation options that are the same for every decision, built once.
+var (
+	keepASTOpt     = rego.EvalGenerateJSON(keepAST)
+	noMetricsOpt   = rego.EvalMetrics(noMetrics)
+	neverCancelOpt = rego.EvalExternalCancel(neverCancel{})
+)
+
 // inputString returns input.meshward[key] as a string.
-func inputString(input ast.Value, key string) string {
+func inputString(input ast.Value, key *ast.Term) string {
 	o, _ := input.(ast.Object)
 	if o == nil {
 		return ""
@@ -160,7 +167,7 @@ func inputString(input ast.Value, key string) string {
 	if mo == nil {
 		return ""
 	}
-	return termString(mo.Get(ast.InternedTerm(key)))
+	return termString(mo.Get(key))
 }
 
 // setStrings returns the strings of a set, sorted.

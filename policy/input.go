@@ -284,10 +284,29 @@ func headersTerm(r Request, method, path, host *ast.Term) *ast.Term {
 		if strings.HasPrefix(k, ":") || k == "host" {
 			continue
 		}
-		kv = append(kv, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+		name := headerNames[k]
+		if name == nil {
+			name = ast.StringTerm(k)
+		}
+		kv = append(kv, [2]*ast.Term{name, ast.StringTerm(v)})
 	}
 	return ast.ObjectTerm(kv...)
 }
+
+// headerNames are the terms of common header names, built once.
+var headerNames = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, s := range []string{
+		"accept", "accept-encoding", "accept-language", "authorization", "cache-control",
+		"content-length", "content-type", "cookie", "origin", "referer", "user-agent",
+		"x-b3-parentspanid", "x-b3-sampled", "x-b3-spanid", "x-b3-traceid",
+		"x-envoy-expected-rq-timeout-ms", "x-envoy-internal", "x-forwarded-client-cert",
+		"x-forwarded-for", "x-forwarded-proto", "x-request-id", "traceparent", "tracestate",
+	} {
+		m[s] = ast.StringTerm(s)
+	}
+	return m
+}()
 
 func segmentsTerm(p string) *ast.Term {
 	segs := pathnorm.Segments(p)

@@ -26,16 +26,19 @@ const (
 // when denied. The decision id and reason always go in the dynamic
 // metadata, and in the decision header when one is configured.
 func response(d policy.Decision, decisionHeader string) *authv3.CheckResponse {
-	meta := map[string]any{}
-	for k, v := range d.DynamicMetadata {
-		meta[k] = v
-	}
-	meta[MetadataDecisionID] = d.ID
-	meta[MetadataReason] = d.Reason
-	md, err := structpb.NewStruct(meta)
-	if err != nil {
-		// A policy returned metadata that has no protobuf form; keep ours.
-		md, _ = structpb.NewStruct(map[string]any{MetadataDecisionID: d.ID, MetadataReason: d.Reason})
+	md := ownMetadata(d)
+	if len(d.DynamicMetadata) > 0 {
+		meta := make(map[string]any, len(d.DynamicMetadata)+2)
+		for k, v := range d.DynamicMetadata {
+			meta[k] = v
+		}
+		meta[MetadataDecisionID] = d.ID
+		meta[MetadataReason] = d.Reason
+		// A policy's metadata that has no protobuf form is left out; ours
+		// stays.
+		if withPolicy, err := structpb.NewStruct(meta); err == nil {
+			md = withPolicy
+		}
 	}
 	resp := &authv3.CheckResponse{DynamicMetadata: md}
 	if d.Allowed {
@@ -66,6 +69,15 @@ func response(d policy.Decision, decisionHeader string) *authv3.CheckResponse {
 	}
 	resp.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied}
 	return resp
+}
+
+// ownMetadata is the dynamic metadata meshward adds to every response:
+// the decision id and reason.
+func ownMetadata(d policy.Decision) *structpb.Struct {
+	return &structpb.Struct{Fields: map[string]*structpb.Value{
+		MetadataDecisionID: structpb.NewStringValue(d.ID),
+		MetadataReason:     structpb.NewStringValue(d.Reason),
+	}}
 }
 
 // headerOptions turns a header map into Envoy header options, sorted by

@@ -163,7 +163,7 @@ func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields) (
 	if src := peerTerm(srcP, srcAddress, nil, f.Source); src != nil {
 		attrs = append(attrs, [2]*ast.Term{keySource, src})
 	}
-	if dst := peerTerm(dstP, nil, port, f.Destination); dst != nil {
+	if dst := ports.destination(dstP, port, f.Destination); dst != nil {
 		attrs = append(attrs, [2]*ast.Term{keyDestination, dst})
 	}
 	attrs = append(attrs, f.Attributes...)
@@ -340,9 +340,63 @@ type portTerms struct {
 
 // portCache keeps the terms of the ports seen, up to maxCachedPorts: a
 // mesh uses few ports, and a request for another one builds its terms.
+// It also keeps the input objects of destinations (principal and socket
+// address), up to maxCachedPeers: a sidecar's requests all go to its own
+// address, so its destination object is built once, while a source's
+// address changes with every connection.
 type portCache struct {
 	m sync.Map // uint32 -> *portTerms
 	n atomic.Int32
+
+	mu    sync.RWMutex
+	peers map[peerKey]*ast.Term
+}
+
+// peerKey is what a destination object holds.
+type peerKey struct {
+	principal, address string
+	port               uint32
+	socket             bool
+}
+
+const maxCachedPeers = 1024
+
+// destination returns input.attributes.destination (see peerTerm), from
+// the cache when the peer has no other fields.
+func (c *portCache) destination(principal *ast.Term, port *portTerms, p *Peer) *ast.Term {
+	if p != nil && len(p.Fields) > 0 {
+		return peerTerm(principal, nil, port, p)
+	}
+	var k peerKey
+	if principal != nil {
+		k.principal = string(principal.Value.(ast.String))
+	}
+	if port != nil {
+		n, _ := port.number.Value.(ast.Number).Int()
+		k.port = uint32(n)
+	}
+	if p != nil && p.Socket {
+		k.socket, k.address = true, p.Address
+		if k.port == 0 {
+			k.port = p.Port
+		}
+	}
+	c.mu.RLock()
+	t, ok := c.peers[k]
+	c.mu.RUnlock()
+	if ok {
+		return t
+	}
+	t = peerTerm(principal, nil, port, p)
+	c.mu.Lock()
+	if c.peers == nil {
+		c.peers = map[peerKey]*ast.Term{}
+	}
+	if len(c.peers) < maxCachedPeers {
+		c.peers[k] = t
+	}
+	c.mu.Unlock()
+	return t
 }
 
 const maxCachedPorts = 1024

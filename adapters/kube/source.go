@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -179,6 +181,13 @@ func New(opts Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy label %q: %w", opts.PolicyLabel, err)
 	}
+	// The gateway controller reads only the Deployments and
+	// HorizontalPodAutoscalers it creates, which carry the gateway label:
+	// the cache holds those, not every one of the cluster.
+	gatewayOwned, err := labels.Parse(servicemeshv1beta1.LabelIngressGatewayDeployment)
+	if err != nil {
+		return nil, err
+	}
 	scheme := snapshot.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -195,8 +204,10 @@ func New(opts Options) (*Source, error) {
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Pod{}:       {Transform: slimPod},
-				&corev1.ConfigMap{}: {Label: policySelector},
+				&corev1.Pod{}:                            {Transform: slimPod},
+				&corev1.ConfigMap{}:                      {Label: policySelector},
+				&appsv1.Deployment{}:                     {Label: gatewayOwned},
+				&autoscalingv2.HorizontalPodAutoscaler{}: {Label: gatewayOwned},
 			},
 		},
 	}

@@ -207,6 +207,12 @@ func (b *builder) splitAction(sp *mesh.Split, port int32) *routev3.Route_Route {
 			Weight: wrapperspb.UInt32(uint32(w)),
 		})
 	}
+	return weighted(wcs)
+}
+
+// weighted routes to weighted clusters: nil without any, the cluster
+// itself when there is one.
+func weighted(wcs []*routev3.WeightedCluster_ClusterWeight) *routev3.Route_Route {
 	switch len(wcs) {
 	case 0:
 		return nil

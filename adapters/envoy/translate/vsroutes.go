@@ -117,15 +117,7 @@ func (b *builder) weightedAction(backends []mesh.RouteBackend, port int32) *rout
 			})
 		}
 	}
-	switch len(wcs) {
-	case 0:
-		return nil
-	case 1:
-		return toCluster(wcs[0].Name)
-	}
-	return &routev3.Route_Route{Route: &routev3.RouteAction{
-		ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: wcs}},
-	}}
+	return weighted(wcs)
 }
 
 // setTimeout bounds a route's requests: Envoy's route timeout (0 disables

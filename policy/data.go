@@ -80,28 +80,27 @@ func accessKinds(m *mesh.Model) string {
 	}
 }
 
-// principals returns the SPIFFE and DNS principals of an identity.
-func principals(id mesh.Identity, trustDomain string) [2]string {
-	return [2]string{
-		id.Principal(mesh.PrincipalSPIFFE, trustDomain),
-		id.Principal(mesh.PrincipalDNS, trustDomain),
-	}
+// principal returns an identity's principal in the mesh's format: the
+// only form its certificates carry and Envoy's RBAC matches, so the only
+// form that names it in decisions (SEMANTICS.md: one format per mesh).
+func principal(id mesh.Identity, o mesh.Options) string {
+	return id.Principal(o.PrincipalFormat, o.TrustDomain)
 }
 
-// identityDoc maps every principal of every identity to "ns/name". A
-// principal that two identities would share (only possible in the DNS form
-// with names the API server rejects) is left out: it identifies nobody.
+// identityDoc maps the principal of every identity, in the mesh's format,
+// to "ns/name". A principal that two identities would share (only possible
+// in the DNS form with names the API server rejects) is left out: it
+// identifies nobody.
 func identityDoc(m *mesh.Model) map[string]any {
-	out := make(map[string]any, 2*len(m.Identities))
+	out := make(map[string]any, len(m.Identities))
 	clash := map[string]bool{}
 	for _, id := range m.Identities {
 		name := id.String()
-		for _, p := range principals(id, m.Options.TrustDomain) {
-			if prev, ok := out[p]; ok && prev != name {
-				clash[p] = true
-			}
-			out[p] = name
+		p := principal(id, m.Options)
+		if prev, ok := out[p]; ok && prev != name {
+			clash[p] = true
 		}
+		out[p] = name
 	}
 	for p := range clash {
 		delete(out, p)

@@ -21,7 +21,7 @@ type identity struct {
 // split on ".".
 type identityIndex struct {
 	opts mesh.Options
-	// byPrincipal holds both principal forms of every identity.
+	// byPrincipal holds every identity's principal in the mesh's format.
 	byPrincipal map[string]principalEntry
 	// byName is keyed by "ns/name".
 	byName map[string]*identity
@@ -38,7 +38,7 @@ func newIdentityIndex(m *mesh.Model) *identityIndex {
 	}
 	x := &identityIndex{
 		opts:        m.Options,
-		byPrincipal: make(map[string]principalEntry, 2*len(m.Identities)),
+		byPrincipal: make(map[string]principalEntry, len(m.Identities)),
 		byName:      make(map[string]*identity, len(m.Identities)),
 	}
 	clash := map[string]bool{}
@@ -47,22 +47,16 @@ func newIdentityIndex(m *mesh.Model) *identityIndex {
 		if _, dup := x.byName[name]; dup {
 			continue
 		}
-		// Both principal forms; the mesh's own form is also the identity's
-		// principal in inputs. Terms and map keys share their strings.
-		ps := principals(id, m.Options.TrustDomain)
-		terms := [2]*ast.Term{ast.StringTerm(ps[0]), ast.StringTerm(ps[1])}
-		own := terms[0]
-		if m.Options.PrincipalFormat == mesh.PrincipalDNS {
-			own = terms[1]
-		}
+		// The mesh's principal form only; the term is also the identity's
+		// principal in inputs, and the map key shares its string.
+		p := principal(id, m.Options)
+		own := ast.StringTerm(p)
 		e := &identity{name: ast.StringTerm(name), principal: own}
 		x.byName[name] = e
-		for i, p := range ps {
-			if prev, ok := x.byPrincipal[p]; ok && prev.id != e {
-				clash[p] = true
-			}
-			x.byPrincipal[p] = principalEntry{term: terms[i], id: e}
+		if prev, ok := x.byPrincipal[p]; ok && prev.id != e {
+			clash[p] = true
 		}
+		x.byPrincipal[p] = principalEntry{term: own, id: e}
 	}
 	for p := range clash {
 		delete(x.byPrincipal, p)

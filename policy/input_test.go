@@ -52,17 +52,19 @@ func TestResolve(t *testing.T) {
 		principal string
 		identity  string // "" when unknown
 	}{
-		"spiffe":                {m, "spiffe://cluster.local/ns/shop/sa/web.v1", "spiffe://cluster.local/ns/shop/sa/web.v1", "shop/web.v1"},
-		"dns":                   {m, "web.v1.shop.cluster.local", "web.v1.shop.cluster.local", "shop/web.v1"},
-		"name":                  {m, "shop/api", "spiffe://cluster.local/ns/shop/sa/api", "shop/api"},
-		"name in dns mesh":      {&dns, "shop/api", "api.shop.cluster.local", "shop/api"},
-		"dotted name":           {&dns, "shop/web.v1", "web.v1.shop.cluster.local", "shop/web.v1"},
-		"unknown name":          {m, "shop/db", "spiffe://cluster.local/ns/shop/sa/db", ""},
-		"unknown principal":     {m, "spiffe://cluster.local/ns/shop/sa/db", "spiffe://cluster.local/ns/shop/sa/db", ""},
-		"other trust domain":    {m, "spiffe://other/ns/shop/sa/api", "spiffe://other/ns/shop/sa/api", ""},
-		"not split on dots":     {m, "v1.shop.cluster.local", "v1.shop.cluster.local", ""},
-		"ambiguous dns dropped": {m, "web.v1.shop.cluster.local.", "web.v1.shop.cluster.local.", ""},
-		"three parts":           {m, "a/b/c", "a/b/c", ""},
+		"spiffe":               {m, "spiffe://cluster.local/ns/shop/sa/web.v1", "spiffe://cluster.local/ns/shop/sa/web.v1", "shop/web.v1"},
+		"dns in a spiffe mesh": {m, "web.v1.shop.cluster.local", "web.v1.shop.cluster.local", ""},
+		"dns in a dns mesh":    {&dns, "web.v1.shop.cluster.local", "web.v1.shop.cluster.local", "shop/web.v1"},
+		"spiffe in a dns mesh": {&dns, "spiffe://cluster.local/ns/shop/sa/web.v1", "spiffe://cluster.local/ns/shop/sa/web.v1", ""},
+		"name":                 {m, "shop/api", "spiffe://cluster.local/ns/shop/sa/api", "shop/api"},
+		"name in dns mesh":     {&dns, "shop/api", "api.shop.cluster.local", "shop/api"},
+		"dotted name":          {&dns, "shop/web.v1", "web.v1.shop.cluster.local", "shop/web.v1"},
+		"unknown name":         {m, "shop/db", "spiffe://cluster.local/ns/shop/sa/db", ""},
+		"unknown principal":    {m, "spiffe://cluster.local/ns/shop/sa/db", "spiffe://cluster.local/ns/shop/sa/db", ""},
+		"other trust domain":   {m, "spiffe://other/ns/shop/sa/api", "spiffe://other/ns/shop/sa/api", ""},
+		"not split on dots":    {&dns, "v1.shop.cluster.local", "v1.shop.cluster.local", ""},
+		"trailing dot":         {&dns, "web.v1.shop.cluster.local.", "web.v1.shop.cluster.local.", ""},
+		"three parts":          {m, "a/b/c", "a/b/c", ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -86,6 +88,7 @@ func TestPrincipalClash(t *testing.T) {
 	// in DNS form (namespaces cannot contain dots, but the model does not
 	// enforce it): the principal identifies nobody.
 	m := &mesh.Model{Options: mesh.DefaultOptions(), Identities: []mesh.Identity{id("shop", "web.v1"), id("v1.shop", "web")}}
+	m.Options.PrincipalFormat = mesh.PrincipalDNS
 	if _, e := newIdentityIndex(m).resolve("web.v1.shop.cluster.local"); e != nil {
 		t.Fatalf("clashing principal resolved to %v", e.name)
 	}

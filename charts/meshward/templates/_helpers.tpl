@@ -79,6 +79,15 @@ Name of the Secret holding the mesh CA root.
 Hosts of the signing endpoint's serving certificate, comma-separated: the
 Service's names, then signer.extraHosts.
 */}}
+{{/*
+The names of the release's Service, for the serving certificates the mesh
+CA issues to the signing endpoint and the xDS server.
+*/}}
+{{- define "meshward.serviceHosts" -}}
+{{- $svc := printf "%s.%s.svc" (include "meshward.fullname" .) .Release.Namespace }}
+{{- join "," (list $svc (printf "%s.%s" $svc .Values.clusterDomain)) }}
+{{- end }}
+
 {{- define "meshward.signerHosts" -}}
 {{- $svc := printf "%s.%s.svc" (include "meshward.fullname" .) .Release.Namespace }}
 {{- $hosts := list $svc (printf "%s.%s" $svc .Values.clusterDomain) }}

@@ -106,12 +106,29 @@ func (b *builder) gateway(res *Resources, gw *mesh.Gateway) {
 				Name:       nameTLSInspector,
 				ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: b.any(&tlsinspectorv3.TlsInspector{})},
 			}}
+			// Envoy refuses two chains with the same match: a server name
+			// (or the catch-all of a host without names) goes to the
+			// first host that claims it.
+			taken, catchAll := map[string]bool{}, false
 			for _, h := range gp.hosts {
+				var names []string
+				for _, n := range serverNames(h.Hostnames) {
+					if !taken[n] {
+						taken[n] = true
+						names = append(names, n)
+					}
+				}
+				switch {
+				case len(h.Hostnames) == 0 && catchAll, len(h.Hostnames) > 0 && len(names) == 0:
+					continue
+				case len(h.Hostnames) == 0:
+					catchAll = true
+				}
 				fc := b.gatewayTCPChain(gw, gp, []*mesh.GatewayHost{h}, name+"|"+h.Name)
 				if fc == nil {
 					continue
 				}
-				if names := serverNames(h.Hostnames); len(names) > 0 {
+				if len(names) > 0 {
 					fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: names}
 				}
 				l.FilterChains = append(l.FilterChains, fc)

@@ -49,14 +49,16 @@ type gatewayPort struct {
 // gatewayPorts groups a gateway's listeners by port, in port order. A
 // host listens on a port with the port's first protocol only; listeners
 // whose TLS mode needs a gateway certificate (TLS, MUTUAL_TLS) are not
-// served: meshward has no certificates for gateway host names yet.
+// served: meshward has no certificates for gateway host names yet. Nor are
+// listeners on the ports of the sidecar's own listeners, which every pod
+// has.
 func gatewayPorts(gw *mesh.Gateway) []gatewayPort {
 	byPort := map[int32]*gatewayPort{}
 	var out []*gatewayPort
 	for i := range gw.Hosts {
 		h := &gw.Hosts[i]
 		for _, l := range h.Listeners {
-			if l.TLSMode == "TLS" || l.TLSMode == "MUTUAL_TLS" {
+			if l.TLSMode == "TLS" || l.TLSMode == "MUTUAL_TLS" || l.Port == EnvoyOutboundPort || l.Port == EnvoyInboundPort {
 				continue
 			}
 			gp := byPort[l.Port]

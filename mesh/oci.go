@@ -9,6 +9,13 @@ const (
 	RouteTLSPassthrough = "tls-passthrough"
 )
 
+// The ports a sidecar's own listeners take in every pod (where traffic is
+// redirected to, going out and coming in): a gateway cannot listen there.
+const (
+	SidecarOutboundPort = 15001
+	SidecarInboundPort  = 15003
+)
+
 // Egress protocols of an EgressRule.
 const (
 	EgressHTTP  = "http"

@@ -48,6 +48,8 @@ const (
 	ReasonNoRootService       = "NoRootService"
 	ReasonConflictingSplit    = "ConflictingSplit"
 	ReasonLabelsNotRouted     = "LabelsNotRouted"
+	ReasonTLSNotServed        = "TLSNotServed"
+	ReasonReservedPort        = "ReservedPort"
 )
 
 // dependencyReasons are the reasons saying that an object this one refers

@@ -204,8 +204,18 @@ func (t *translator) translateGateways() {
 						"protocol %q is not HTTP, TCP or TLS_PASSTHROUGH; the listener is ignored", l.Protocol)
 					continue
 				}
+				field := fmt.Sprintf("spec.hosts[%d].listeners[%d]", i, j)
+				if l.Port == mesh.SidecarOutboundPort || l.Port == mesh.SidecarInboundPort {
+					t.fs.Errorf(r, field+".port", ReasonReservedPort,
+						"port %d is taken by the gateway pod's own sidecar listeners (%d and %d); the listener is ignored", l.Port, mesh.SidecarOutboundPort, mesh.SidecarInboundPort)
+					continue
+				}
 				if l.TLS != nil {
 					ml.TLSMode = string(l.TLS.Mode)
+				}
+				if ml.TLSMode == "TLS" || ml.TLSMode == "MUTUAL_TLS" {
+					t.fs.Warnf(r, field+".tls.mode", ReasonTLSNotServed,
+						"TLS mode %s needs a certificate for the host's names, which meshward does not issue yet: the listener on port %d is not served", ml.TLSMode, l.Port)
 				}
 				gh.Listeners = append(gh.Listeners, ml)
 			}

@@ -51,7 +51,7 @@ type gatewayPort struct {
 // whose TLS mode needs a gateway certificate (TLS, MUTUAL_TLS) are not
 // served: meshward has no certificates for gateway host names yet. Nor are
 // listeners on the ports of the sidecar's own listeners, which every pod
-// has.
+// has. The OCI translator reports both.
 func gatewayPorts(gw *mesh.Gateway) []gatewayPort {
 	byPort := map[int32]*gatewayPort{}
 	var out []*gatewayPort

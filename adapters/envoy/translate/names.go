@@ -21,11 +21,11 @@ const (
 	// EnvoyOutboundListener receives the pod's outgoing connections.
 	EnvoyOutboundListener = "outbound"
 	// EnvoyOutboundPort is where EnvoyOutboundListener listens.
-	EnvoyOutboundPort = 15001
+	EnvoyOutboundPort = mesh.SidecarOutboundPort
 	// EnvoyInboundListener receives the connections made to the pod.
 	EnvoyInboundListener = "inbound"
 	// EnvoyInboundPort is where EnvoyInboundListener listens.
-	EnvoyInboundPort = 15003
+	EnvoyInboundPort = mesh.SidecarInboundPort
 )
 
 // ServiceHost returns the service's DNS name, <svc>.<ns>.svc.<clusterDomain>.

@@ -1,10 +1,8 @@
 package oci_test
 
 import (
-	"bytes"
 	"flag"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -68,37 +66,10 @@ func isOCIKind(kind string) bool {
 // OSM translators first, as translate.Build does) and compares the result
 // with testdata/<case>.out.yaml.
 func TestGolden(t *testing.T) {
-	ins, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ins) == 0 {
-		t.Fatal("no golden cases in testdata")
-	}
-	if *update {
-		golden.RemoveStaleOutputs(t, ins)
-	}
-	for _, in := range ins {
-		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
-		t.Run(name, func(t *testing.T) {
-			s, opts := loadCase(t, in)
-			got := render(t, translate.Build(s, opts))
-			out := strings.TrimSuffix(in, ".in.yaml") + ".out.yaml"
-			if *update {
-				if err := os.WriteFile(out, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatalf("%v (run go test ./adapters/oci -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("model differs from %s (run with -update to accept):\n%s", out, golden.Diff(string(want), string(got)))
-			}
-		})
-	}
+	golden.Run(t, *update, func(t *testing.T, in string) []byte {
+		s, opts := loadCase(t, in)
+		return render(t, translate.Build(s, opts))
+	})
 }
 
 // loadCase decodes a multi-document manifest into a snapshot. Leading

@@ -1,11 +1,9 @@
 package smi
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,40 +20,14 @@ var update = flag.Bool("update", false, "rewrite testdata/*.out.yaml from the tr
 // TestGolden translates every testdata/<case>.in.yaml and compares the model
 // with testdata/<case>.out.yaml.
 func TestGolden(t *testing.T) {
-	ins, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ins) == 0 {
-		t.Fatal("no golden cases in testdata")
-	}
-	if *update {
-		golden.RemoveStaleOutputs(t, ins)
-	}
-	for _, in := range ins {
-		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
-		t.Run(name, func(t *testing.T) {
-			s, opts := loadCase(t, in)
-			got, err := yaml.Marshal(Translate(s, opts))
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := strings.TrimSuffix(in, ".in.yaml") + ".out.yaml"
-			if *update {
-				if err := os.WriteFile(out, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatalf("%v (run go test ./adapters/smi -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("model differs from %s (run with -update to accept):\n%s", out, golden.Diff(string(want), string(got)))
-			}
-		})
-	}
+	golden.Run(t, *update, func(t *testing.T, in string) []byte {
+		s, opts := loadCase(t, in)
+		got, err := yaml.Marshal(Translate(s, opts))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	})
 }
 
 // loadCase decodes a multi-document manifest into a snapshot. A first line

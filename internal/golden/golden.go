@@ -1,7 +1,8 @@
 // Package golden holds what the golden-file tests of meshward's translators
-// share: splitting a multi-document manifest, decoding it into a snapshot,
-// showing where an output differs from its golden file, and removing
-// golden files whose input is gone. It is used by tests only.
+// share: running a subtest per case, splitting a multi-document manifest,
+// decoding it into a snapshot (with shared "# include:" files), showing
+// where an output differs from its golden file, and removing golden files
+// whose input is gone. It is used by tests only.
 package golden
 
 import (
@@ -136,4 +137,42 @@ func WithIncludes(t testing.TB, path string, data []byte) []byte {
 		}
 	}
 	return append(all, data...)
+}
+
+// Run runs a subtest for every testdata/<case>.in.yaml: produce turns the
+// input file into the output, which must equal testdata/<case>.out.yaml.
+// With update, it writes the outputs instead, after removing those whose
+// input is gone.
+func Run(t *testing.T, update bool, produce func(t *testing.T, in string) []byte) {
+	t.Helper()
+	ins, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ins) == 0 {
+		t.Fatal("no golden cases in testdata")
+	}
+	if update {
+		RemoveStaleOutputs(t, ins)
+	}
+	for _, in := range ins {
+		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
+		t.Run(name, func(t *testing.T) {
+			got := produce(t, in)
+			out := strings.TrimSuffix(in, ".in.yaml") + ".out.yaml"
+			if update {
+				if err := os.WriteFile(out, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatalf("%v (run the package's tests with -update to create it)", err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("output differs from %s (run with -update to accept):\n%s", out, Diff(string(want), string(got)))
+			}
+		})
+	}
 }

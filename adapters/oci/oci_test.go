@@ -19,37 +19,6 @@ import (
 	"github.com/meshward/meshward/snapshot"
 )
 
-// shuffle returns a copy of s with every list in a random order.
-func shuffle(s *snapshot.Snapshot, r *rand.Rand) *snapshot.Snapshot {
-	c := *s
-	c.Namespaces = shuffled(r, s.Namespaces)
-	c.ServiceAccounts = shuffled(r, s.ServiceAccounts)
-	c.Services = shuffled(r, s.Services)
-	c.EndpointSlices = shuffled(r, s.EndpointSlices)
-	c.Pods = shuffled(r, s.Pods)
-	c.TrafficTargets = shuffled(r, s.TrafficTargets)
-	c.HTTPRouteGroups = shuffled(r, s.HTTPRouteGroups)
-	c.TCPRoutes = shuffled(r, s.TCPRoutes)
-	c.TrafficSplits = shuffled(r, s.TrafficSplits)
-	c.Meshes = shuffled(r, s.Meshes)
-	c.VirtualServices = shuffled(r, s.VirtualServices)
-	c.VirtualDeployments = shuffled(r, s.VirtualDeployments)
-	c.VirtualDeploymentBindings = shuffled(r, s.VirtualDeploymentBindings)
-	c.VirtualServiceRouteTables = shuffled(r, s.VirtualServiceRouteTables)
-	c.IngressGateways = shuffled(r, s.IngressGateways)
-	c.IngressGatewayDeployments = shuffled(r, s.IngressGatewayDeployments)
-	c.IngressGatewayRouteTables = shuffled(r, s.IngressGatewayRouteTables)
-	c.AccessPolicies = shuffled(r, s.AccessPolicies)
-	c.Findings = shuffled(r, s.Findings)
-	return &c
-}
-
-func shuffled[T any](r *rand.Rand, s []T) []T {
-	c := slices.Clone(s)
-	r.Shuffle(len(c), func(i, j int) { c[i], c[j] = c[j], c[i] })
-	return c
-}
-
 // TestDeterministic checks that the order of the input objects does not
 // change the result, for every golden case.
 func TestDeterministic(t *testing.T) {
@@ -63,7 +32,7 @@ func TestDeterministic(t *testing.T) {
 			want := render(t, translate.Build(s, opts))
 			r := rand.New(rand.NewPCG(1, 2))
 			for range 20 {
-				if got := render(t, translate.Build(shuffle(s, r), opts)); !bytes.Equal(got, want) {
+				if got := render(t, translate.Build(golden.Shuffle(s, r), opts)); !bytes.Equal(got, want) {
 					t.Fatalf("a shuffled snapshot gives a different result:\n%s", golden.Diff(string(want), string(got)))
 				}
 			}

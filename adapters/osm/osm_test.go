@@ -18,36 +18,6 @@ import (
 	"github.com/meshward/meshward/snapshot"
 )
 
-// shuffle returns a copy of s with every list in a random order.
-func shuffle(s *snapshot.Snapshot, r *rand.Rand) *snapshot.Snapshot {
-	c := &snapshot.Snapshot{
-		Namespaces:      slices.Clone(s.Namespaces),
-		ServiceAccounts: slices.Clone(s.ServiceAccounts),
-		Services:        slices.Clone(s.Services),
-		EndpointSlices:  slices.Clone(s.EndpointSlices),
-		Pods:            slices.Clone(s.Pods),
-		TrafficTargets:  slices.Clone(s.TrafficTargets),
-		HTTPRouteGroups: slices.Clone(s.HTTPRouteGroups),
-		TCPRoutes:       slices.Clone(s.TCPRoutes),
-		UDPRoutes:       slices.Clone(s.UDPRoutes),
-		TrafficSplits:   slices.Clone(s.TrafficSplits),
-		IngressBackends: slices.Clone(s.IngressBackends),
-		Findings:        slices.Clone(s.Findings),
-	}
-	shuffleSlice(r, c.Namespaces)
-	shuffleSlice(r, c.ServiceAccounts)
-	shuffleSlice(r, c.Services)
-	shuffleSlice(r, c.EndpointSlices)
-	shuffleSlice(r, c.Pods)
-	shuffleSlice(r, c.IngressBackends)
-	shuffleSlice(r, c.Findings)
-	return c
-}
-
-func shuffleSlice[T any](r *rand.Rand, s []T) {
-	r.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
-}
-
 // TestDeterministic checks that the order of the input objects does not
 // change the result, for every golden case.
 func TestDeterministic(t *testing.T) {
@@ -61,7 +31,7 @@ func TestDeterministic(t *testing.T) {
 			want := render(t, build(s, opts))
 			r := rand.New(rand.NewPCG(1, 2))
 			for range 20 {
-				if got := render(t, build(shuffle(s, r), opts)); !bytes.Equal(got, want) {
+				if got := render(t, build(golden.Shuffle(s, r), opts)); !bytes.Equal(got, want) {
 					t.Fatalf("a shuffled snapshot gives a different result:\n%s", golden.Diff(string(want), string(got)))
 				}
 			}

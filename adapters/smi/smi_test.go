@@ -21,39 +21,6 @@ import (
 	"github.com/meshward/meshward/snapshot"
 )
 
-// shuffle returns a copy of s with every list in a random order.
-func shuffle(s *snapshot.Snapshot, r *rand.Rand) *snapshot.Snapshot {
-	c := &snapshot.Snapshot{
-		Namespaces:      slices.Clone(s.Namespaces),
-		ServiceAccounts: slices.Clone(s.ServiceAccounts),
-		Services:        slices.Clone(s.Services),
-		EndpointSlices:  slices.Clone(s.EndpointSlices),
-		Pods:            slices.Clone(s.Pods),
-		TrafficTargets:  slices.Clone(s.TrafficTargets),
-		HTTPRouteGroups: slices.Clone(s.HTTPRouteGroups),
-		TCPRoutes:       slices.Clone(s.TCPRoutes),
-		UDPRoutes:       slices.Clone(s.UDPRoutes),
-		TrafficSplits:   slices.Clone(s.TrafficSplits),
-		Findings:        slices.Clone(s.Findings),
-	}
-	shuffleSlice(r, c.Namespaces)
-	shuffleSlice(r, c.ServiceAccounts)
-	shuffleSlice(r, c.Services)
-	shuffleSlice(r, c.EndpointSlices)
-	shuffleSlice(r, c.Pods)
-	shuffleSlice(r, c.TrafficTargets)
-	shuffleSlice(r, c.HTTPRouteGroups)
-	shuffleSlice(r, c.TCPRoutes)
-	shuffleSlice(r, c.UDPRoutes)
-	shuffleSlice(r, c.TrafficSplits)
-	shuffleSlice(r, c.Findings)
-	return c
-}
-
-func shuffleSlice[T any](r *rand.Rand, s []T) {
-	r.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
-}
-
 func marshalModel(t *testing.T, m *mesh.Model) []byte {
 	t.Helper()
 	b, err := yaml.Marshal(m)
@@ -86,7 +53,7 @@ func TestDeterministic(t *testing.T) {
 			want := marshalModel(t, Translate(s, opts))
 			r := rand.New(rand.NewPCG(1, uint64(len(name))))
 			for range 5 {
-				if got := marshalModel(t, Translate(shuffle(s, r), opts)); !bytes.Equal(got, want) {
+				if got := marshalModel(t, Translate(golden.Shuffle(s, r), opts)); !bytes.Equal(got, want) {
 					t.Fatalf("shuffled input gives another model:\n%s", golden.Diff(string(want), string(got)))
 				}
 			}

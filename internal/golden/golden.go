@@ -8,8 +8,10 @@ package golden
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -175,4 +177,38 @@ func Run(t *testing.T, update bool, produce func(t *testing.T, in string) []byte
 			}
 		})
 	}
+}
+
+// Shuffle returns a copy of s with every list in a random order: a
+// translator's output must not depend on the order objects arrive in.
+func Shuffle(s *snapshot.Snapshot, r *rand.Rand) *snapshot.Snapshot {
+	c := *s
+	c.Namespaces = shuffled(r, s.Namespaces)
+	c.ServiceAccounts = shuffled(r, s.ServiceAccounts)
+	c.Services = shuffled(r, s.Services)
+	c.EndpointSlices = shuffled(r, s.EndpointSlices)
+	c.Pods = shuffled(r, s.Pods)
+	c.TrafficTargets = shuffled(r, s.TrafficTargets)
+	c.HTTPRouteGroups = shuffled(r, s.HTTPRouteGroups)
+	c.TCPRoutes = shuffled(r, s.TCPRoutes)
+	c.UDPRoutes = shuffled(r, s.UDPRoutes)
+	c.TrafficSplits = shuffled(r, s.TrafficSplits)
+	c.IngressBackends = shuffled(r, s.IngressBackends)
+	c.Meshes = shuffled(r, s.Meshes)
+	c.VirtualServices = shuffled(r, s.VirtualServices)
+	c.VirtualDeployments = shuffled(r, s.VirtualDeployments)
+	c.VirtualDeploymentBindings = shuffled(r, s.VirtualDeploymentBindings)
+	c.VirtualServiceRouteTables = shuffled(r, s.VirtualServiceRouteTables)
+	c.IngressGateways = shuffled(r, s.IngressGateways)
+	c.IngressGatewayDeployments = shuffled(r, s.IngressGatewayDeployments)
+	c.IngressGatewayRouteTables = shuffled(r, s.IngressGatewayRouteTables)
+	c.AccessPolicies = shuffled(r, s.AccessPolicies)
+	c.Findings = shuffled(r, s.Findings)
+	return &c
+}
+
+func shuffled[T any](r *rand.Rand, s []T) []T {
+	c := slices.Clone(s)
+	r.Shuffle(len(c), func(i, j int) { c[i], c[j] = c[j], c[i] })
+	return c
 }

@@ -154,6 +154,39 @@ func nodeOf(t *testing.T, id mesh.Identity) *corev3.Node {
 	return &corev3.Node{Id: "pod-0", Metadata: md}
 }
 
+// pump delivers a stream's responses on a channel, closed when the stream
+// ends.
+func pump[T any](recv func() (T, error)) chan T {
+	in := make(chan T, 100)
+	go func() {
+		defer close(in)
+		for {
+			resp, err := recv()
+			if err != nil {
+				return
+			}
+			in <- resp
+		}
+	}()
+	return in
+}
+
+// next waits for a stream's next response.
+func next[T any](t *testing.T, in <-chan T) T {
+	t.Helper()
+	select {
+	case r, ok := <-in:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("no response within 10s")
+	}
+	var zero T
+	return zero
+}
+
 // sotw is a hand-driven state-of-the-world ADS stream.
 type sotw struct {
 	t      *testing.T
@@ -170,18 +203,7 @@ func (h *harness) sotw(t *testing.T, node *corev3.Node) *sotw {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &sotw{t: t, node: node, stream: stream, in: make(chan *discoveryv3.DiscoveryResponse, 100)}
-	go func() {
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				close(c.in)
-				return
-			}
-			c.in <- resp
-		}
-	}()
-	return c
+	return &sotw{t: t, node: node, stream: stream, in: pump(stream.Recv)}
 }
 
 // request sends a request; nack, when not empty, rejects the response
@@ -200,16 +222,7 @@ func (c *sotw) request(typeURL, version, nonce string, names []string, nack stri
 // recv waits for a response.
 func (c *sotw) recv() *discoveryv3.DiscoveryResponse {
 	c.t.Helper()
-	select {
-	case r, ok := <-c.in:
-		if !ok {
-			c.t.Fatal("stream ended")
-		}
-		return r
-	case <-time.After(10 * time.Second):
-		c.t.Fatal("no response within 10s")
-	}
-	return nil
+	return next(c.t, c.in)
 }
 
 // none checks that no response arrives for a while. It can only miss a
@@ -245,18 +258,7 @@ func (h *harness) delta(t *testing.T, node *corev3.Node) *delta {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &delta{t: t, node: node, stream: stream, in: make(chan *discoveryv3.DeltaDiscoveryResponse, 100)}
-	go func() {
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				close(c.in)
-				return
-			}
-			c.in <- resp
-		}
-	}()
-	return c
+	return &delta{t: t, node: node, stream: stream, in: pump(stream.Recv)}
 }
 
 func (c *delta) request(typeURL, nonce string, subscribe, unsubscribe []string, nack string) {
@@ -272,16 +274,7 @@ func (c *delta) request(typeURL, nonce string, subscribe, unsubscribe []string, 
 
 func (c *delta) recv() *discoveryv3.DeltaDiscoveryResponse {
 	c.t.Helper()
-	select {
-	case r, ok := <-c.in:
-		if !ok {
-			c.t.Fatal("stream ended")
-		}
-		return r
-	case <-time.After(10 * time.Second):
-		c.t.Fatal("no response within 10s")
-	}
-	return nil
+	return next(c.t, c.in)
 }
 
 func (c *delta) none() {

@@ -70,17 +70,7 @@ type sotwChecked struct {
 }
 
 func (c *sotwChecked) Recv() (*discoveryv3.DiscoveryRequest, error) {
-	if r := c.first; r != nil {
-		c.first = nil
-		return r, nil
-	}
-	r, err := c.AggregatedDiscoveryService_StreamAggregatedResourcesServer.Recv()
-	if err == nil && r.GetNode() != nil {
-		if err := c.s.checkNode(r.GetNode(), c.proven); err != nil {
-			return nil, c.s.refusePeer(err)
-		}
-	}
-	return r, err
+	return recvChecked(c.s, c.proven, &c.first, c.AggregatedDiscoveryService_StreamAggregatedResourcesServer.Recv)
 }
 
 type deltaChecked struct {
@@ -91,14 +81,28 @@ type deltaChecked struct {
 }
 
 func (c *deltaChecked) Recv() (*discoveryv3.DeltaDiscoveryRequest, error) {
-	if r := c.first; r != nil {
-		c.first = nil
+	return recvChecked(c.s, c.proven, &c.first, c.AggregatedDiscoveryService_DeltaAggregatedResourcesServer.Recv)
+}
+
+// nodeRequest is a SotW or delta request, which may name its node.
+type nodeRequest interface {
+	comparable
+	GetNode() *corev3.Node
+}
+
+// recvChecked returns the replayed first request once, then the stream's
+// requests, refusing the stream when one names a node the peer's
+// certificate does not prove.
+func recvChecked[R nodeRequest](s *Server, proven mesh.Identity, first *R, recv func() (R, error)) (R, error) {
+	var none R
+	if r := *first; r != none {
+		*first = none
 		return r, nil
 	}
-	r, err := c.AggregatedDiscoveryService_DeltaAggregatedResourcesServer.Recv()
+	r, err := recv()
 	if err == nil && r.GetNode() != nil {
-		if err := c.s.checkNode(r.GetNode(), c.proven); err != nil {
-			return nil, c.s.refusePeer(err)
+		if err := s.checkNode(r.GetNode(), proven); err != nil {
+			return none, s.refusePeer(err)
 		}
 	}
 	return r, err

@@ -130,16 +130,23 @@ func (b *builder) envoyInbound(res *Resources, rules []mesh.AccessRule, sps []se
 	if len(chains) == 0 {
 		return
 	}
-	res.Listeners = append(res.Listeners, &listenerv3.Listener{
-		Name:             EnvoyInboundListener,
-		Address:          socketAddress("0.0.0.0", EnvoyInboundPort),
-		TrafficDirection: corev3.TrafficDirection_INBOUND,
+	res.Listeners = append(res.Listeners, b.redirectListener(EnvoyInboundListener, EnvoyInboundPort, corev3.TrafficDirection_INBOUND, chains))
+}
+
+// redirectListener is a listener receiving the pod's redirected
+// connections on port, its filter chain picked by the original
+// destination.
+func (b *builder) redirectListener(name string, port uint32, dir corev3.TrafficDirection, chains []*listenerv3.FilterChain) *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name:             name,
+		Address:          socketAddress("0.0.0.0", port),
+		TrafficDirection: dir,
 		ListenerFilters: []*listenerv3.ListenerFilter{{
 			Name:       nameOriginalDst,
 			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: b.any(&origdstv3.OriginalDst{})},
 		}},
 		FilterChains: chains,
-	})
+	}
 }
 
 // httpChain is an inbound HTTP filter chain: mTLS, then a connection

@@ -9,7 +9,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -130,16 +129,7 @@ func (b *builder) envoyOutbound(res *Resources, vhosts map[int32][]*routev3.Virt
 	if len(chains) == 0 {
 		return
 	}
-	res.Listeners = append(res.Listeners, &listenerv3.Listener{
-		Name:             EnvoyOutboundListener,
-		Address:          socketAddress("0.0.0.0", EnvoyOutboundPort),
-		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-		ListenerFilters: []*listenerv3.ListenerFilter{{
-			Name:       nameOriginalDst,
-			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: b.any(&origdstv3.OriginalDst{})},
-		}},
-		FilterChains: chains,
-	})
+	res.Listeners = append(res.Listeners, b.redirectListener(EnvoyOutboundListener, EnvoyOutboundPort, corev3.TrafficDirection_OUTBOUND, chains))
 }
 
 // virtualHost is the virtual host of a service port, named by its

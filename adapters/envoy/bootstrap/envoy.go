@@ -49,7 +49,7 @@ func Envoy(opts Options) (*bootstrapv3.Bootstrap, error) {
 	if err != nil {
 		return nil, err
 	}
-	adminHost, adminPort, _ := splitHostPort(o.AdminAddress) // checked by withDefaults
+	adminHost, adminPort, _ := translate.SplitHostPort(o.AdminAddress) // checked by withDefaults
 	apiType := corev3.ApiConfigSource_GRPC
 	if o.Delta {
 		apiType = corev3.ApiConfigSource_DELTA_GRPC
@@ -97,7 +97,7 @@ func EnvoyYAML(opts Options) ([]byte, error) {
 
 // xdsCluster is the static cluster of the xDS server.
 func (o Options) xdsCluster() (*clusterv3.Cluster, error) {
-	host, port, _ := splitHostPort(o.XDSAddress) // checked by withDefaults
+	host, port, _ := translate.SplitHostPort(o.XDSAddress) // checked by withDefaults
 	typ := clusterv3.Cluster_STRICT_DNS
 	if _, err := netip.ParseAddr(host); err == nil {
 		typ = clusterv3.Cluster_STATIC

@@ -3,9 +3,7 @@ package bootstrap
 import (
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -76,7 +74,7 @@ func (o Options) withDefaults(flavor translate.Flavor) (Options, error) {
 	if err := ValidateIdentity(o.Identity); err != nil {
 		return o, fmt.Errorf("%w: identity: %w", ErrInvalidOptions, err)
 	}
-	if _, _, err := splitHostPort(o.XDSAddress); err != nil {
+	if _, _, err := translate.SplitHostPort(o.XDSAddress); err != nil {
 		return o, fmt.Errorf("%w: xDS address: %w", ErrInvalidOptions, err)
 	}
 	if o.NodeID == "" {
@@ -105,7 +103,7 @@ func (o Options) withDefaults(flavor translate.Flavor) (Options, error) {
 	if o.AdminAddress == "" {
 		o.AdminAddress = DefaultAdminAddress
 	}
-	if _, _, err := splitHostPort(o.AdminAddress); err != nil {
+	if _, _, err := translate.SplitHostPort(o.AdminAddress); err != nil {
 		return o, fmt.Errorf("%w: admin address: %w", ErrInvalidOptions, err)
 	}
 	return o, nil
@@ -114,17 +112,4 @@ func (o Options) withDefaults(flavor translate.Flavor) (Options, error) {
 // file returns the path of one of the identity's certificate files.
 func (o Options) file(name string) string {
 	return filepath.Join(o.CertDir, o.Identity.Namespace, o.Identity.Name, name)
-}
-
-// splitHostPort parses host:port with a port in 1..65535.
-func splitHostPort(hostport string) (string, uint32, error) {
-	host, p, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return "", 0, err
-	}
-	port, err := strconv.ParseUint(p, 10, 16)
-	if err != nil || port == 0 || host == "" {
-		return "", 0, fmt.Errorf("%q is not host:port with a port in 1-65535", hostport)
-	}
-	return host, uint32(port), nil
 }

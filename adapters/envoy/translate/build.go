@@ -191,7 +191,7 @@ func (b *builder) protocolOptions(http2Only bool) map[string]*anypb.Any {
 // extAuthzCluster is the cluster of meshward's ext_authz server: plaintext
 // HTTP/2 (gRPC) to ExtAuthzAddress.
 func (b *builder) extAuthzCluster() *clusterv3.Cluster {
-	host, port, _ := splitHostPort(b.o.ExtAuthzAddress) // checked by withDefaults
+	host, port, _ := SplitHostPort(b.o.ExtAuthzAddress) // checked by withDefaults
 	c := staticCluster(b.o.ExtAuthzCluster, host, port)
 	c.TypedExtensionProtocolOptions = b.protocolOptions(true)
 	return c

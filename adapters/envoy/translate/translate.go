@@ -124,7 +124,7 @@ func (o Options) withDefaults() (Options, error) {
 		if o.ExtAuthzCluster == "" {
 			return o, fmt.Errorf("%w: authz mode %q needs ExtAuthzCluster", ErrInvalidOptions, o.Authz)
 		}
-		if _, _, err := splitHostPort(o.ExtAuthzAddress); err != nil {
+		if _, _, err := SplitHostPort(o.ExtAuthzAddress); err != nil {
 			return o, fmt.Errorf("%w: ExtAuthzAddress: %w", ErrInvalidOptions, err)
 		}
 	default:
@@ -142,8 +142,9 @@ func (o Options) extAuthz() bool { return o.Authz == AuthzExtAuthz || o.Authz ==
 // rbac reports whether requests go through the RBAC filter.
 func (o Options) rbac() bool { return o.Authz == AuthzRBAC || o.Authz == AuthzBoth }
 
-// splitHostPort parses host:port with a port in 1..65535.
-func splitHostPort(hostport string) (string, uint32, error) {
+// SplitHostPort parses host:port with a non-empty host and a port in
+// 1..65535, as the addresses Envoy's socket addresses are built from.
+func SplitHostPort(hostport string) (string, uint32, error) {
 	host, p, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return "", 0, err

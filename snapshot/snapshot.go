@@ -109,3 +109,17 @@ func (s *Snapshot) Len() int {
 		len(s.IngressGateways) + len(s.IngressGatewayDeployments) +
 		len(s.IngressGatewayRouteTables) + len(s.AccessPolicies)
 }
+
+// PodIdentity is the mesh identity of a pod: the ServiceAccount it runs as
+// (spec.serviceAccountName, else the deprecated spec.serviceAccount, else
+// "default").
+func PodIdentity(p *corev1.Pod) mesh.Identity {
+	name := p.Spec.ServiceAccountName
+	if name == "" {
+		name = p.Spec.DeprecatedServiceAccount
+	}
+	if name == "" {
+		name = "default"
+	}
+	return mesh.Identity{Namespace: p.Namespace, Name: name}
+}

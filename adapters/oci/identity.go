@@ -10,6 +10,7 @@ import (
 
 	servicemeshv1beta1 "github.com/meshward/meshward/api/servicemesh/v1beta1"
 	"github.com/meshward/meshward/mesh"
+	"github.com/meshward/meshward/snapshot"
 )
 
 // translateBindings binds the pods each VirtualDeploymentBinding selects
@@ -67,7 +68,7 @@ func (t *translator) boundIdentities(svc *corev1.Service, match map[string]strin
 	if len(svc.Spec.Selector) > 0 {
 		for _, p := range t.selectPods(svc.Namespace, svc.Spec.Selector) {
 			if hasLabels(p.Labels, svc.Spec.Selector) && hasLabels(p.Labels, match) {
-				ids = append(ids, podIdentity(p))
+				ids = append(ids, snapshot.PodIdentity(p))
 			}
 		}
 	} else if ms := t.modelService(mesh.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}); ms != nil {
@@ -78,7 +79,7 @@ func (t *translator) boundIdentities(svc *corev1.Service, match map[string]strin
 			p := t.podsByName[nsName{svc.Namespace, e.Pod}]
 			switch {
 			case p != nil && hasLabels(p.Labels, match):
-				ids = append(ids, podIdentity(p))
+				ids = append(ids, snapshot.PodIdentity(p))
 			case p == nil && len(match) == 0 && e.Identity != nil:
 				ids = append(ids, *e.Identity)
 			}
@@ -163,7 +164,7 @@ func (t *translator) gatewayIdentities(namespace, name string) []mesh.Identity {
 	var ids []mesh.Identity
 	for _, p := range t.pods[namespace] {
 		if p.Labels[servicemeshv1beta1.LabelIngressGatewayDeployment] == name {
-			ids = append(ids, podIdentity(p))
+			ids = append(ids, snapshot.PodIdentity(p))
 		}
 	}
 	slices.SortFunc(ids, mesh.Identity.Compare)

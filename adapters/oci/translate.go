@@ -223,18 +223,6 @@ func (t *translator) selectPods(ns string, selector map[string]string) []*corev1
 	return candidates
 }
 
-// podIdentity is the ServiceAccount a pod runs as.
-func podIdentity(p *corev1.Pod) mesh.Identity {
-	name := p.Spec.ServiceAccountName
-	if name == "" {
-		name = p.Spec.DeprecatedServiceAccount
-	}
-	if name == "" {
-		name = "default"
-	}
-	return mesh.Identity{Namespace: p.Namespace, Name: name}
-}
-
 // resolve reads a RefOrID of the object obj at field and returns the key
 // it names; the referenced object's namespace defaults to obj's. It
 // reports a reference that sets both or neither of ref and id, or only an

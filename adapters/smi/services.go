@@ -129,7 +129,7 @@ func (t *translator) endpoints(namespace string, eps []*discoveryv1.EndpointSlic
 					p = t.pod(r.Namespace, r.Name)
 				}
 				if p != nil {
-					ids = append(ids, podIdentity(p))
+					ids = append(ids, snapshot.PodIdentity(p))
 					ep.Identity = &ids[len(ids)-1]
 				}
 			}

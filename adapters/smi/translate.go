@@ -83,18 +83,6 @@ func (t *translator) inMesh(kind, namespace, name string) bool {
 	return false
 }
 
-// podIdentity is the ServiceAccount a pod runs as.
-func podIdentity(p *corev1.Pod) mesh.Identity {
-	name := p.Spec.ServiceAccountName
-	if name == "" {
-		name = p.Spec.DeprecatedServiceAccount
-	}
-	if name == "" {
-		name = "default"
-	}
-	return mesh.Identity{Namespace: p.Namespace, Name: name}
-}
-
 // collectIdentities indexes the member pods and returns the sorted
 // identities of the mesh.
 func (t *translator) collectIdentities(s *snapshot.Snapshot) []mesh.Identity {
@@ -127,7 +115,7 @@ func (t *translator) collectIdentities(s *snapshot.Snapshot) []mesh.Identity {
 			nsPods[p.Name] = p
 		}
 		// Pods of one workload usually come together: list each run once.
-		if id := podIdentity(p); id != last {
+		if id := snapshot.PodIdentity(p); id != last {
 			ids = append(ids, id)
 			last = id
 		}

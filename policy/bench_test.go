@@ -8,36 +8,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/rego"
 
-	"github.com/meshward/meshward/mesh"
+	"github.com/meshward/meshward/policy/policytest"
 )
-
-// generated returns a model with n TrafficTargets: target i lets
-// client-i/client call app-i/app for GET /api/v1 and one more match, and
-// open TCP port 8080.
-func generated(n int) *mesh.Model {
-	m := &mesh.Model{Options: mesh.DefaultOptions()}
-	for i := range n {
-		ns := fmt.Sprintf("app-%d", i)
-		client := id(fmt.Sprintf("client-%d", i), "client")
-		app := id(ns, "app")
-		m.Identities = append(m.Identities, app, client)
-		group := ref("HTTPRouteGroup", ns, "routes")
-		m.Access = append(m.Access, mesh.AccessRule{
-			Origin:      ref("TrafficTarget", ns, "client-access"),
-			Destination: app,
-			Sources:     []mesh.Identity{client},
-			HTTP: []mesh.HTTPMatch{
-				{Group: group, Name: "read", Methods: []string{"GET"}, PathRegex: "/api/v1/.*"},
-				{
-					Group: group, Name: "write", Methods: []string{"POST", "PUT"}, PathRegex: "/api/v1/items",
-					Headers: []mesh.HeaderMatch{{Name: "x-client", Regex: "client-.*"}},
-				},
-			},
-			TCP: []mesh.PortMatch{{Route: ref("TCPRoute", ns, "tcp"), Name: "port", Ports: []int32{8080}}},
-		})
-	}
-	return m
-}
 
 func benchEngine(b *testing.B, n int) *Engine {
 	b.Helper()
@@ -46,7 +18,7 @@ func benchEngine(b *testing.B, n int) *Engine {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := e.Update(ctx, generated(n)); err != nil {
+	if err := e.Update(ctx, policytest.Generated(n)); err != nil {
 		b.Fatal(err)
 	}
 	return e
@@ -158,7 +130,7 @@ func BenchmarkInput(b *testing.B) {
 // minus the live heap before it. The target is at most 50 MiB.
 func BenchmarkDataMemory(b *testing.B) {
 	const n = 10000
-	m := generated(n)
+	m := policytest.Generated(n)
 	ctx := context.Background()
 	var heap float64
 	for b.Loop() {

@@ -6,6 +6,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/meshward/meshward/mesh"
+	"github.com/meshward/meshward/policy/policytest"
 )
 
 // modes is a model exercising the options and the corners of the data
@@ -75,7 +76,7 @@ func TestDataValue(t *testing.T) {
 		"empty":     nil,
 		"bookstore": bookstore(),
 		"modes":     modes(),
-		"generated": generated(50),
+		"generated": policytest.Generated(50),
 	} {
 		t.Run(name, func(t *testing.T) {
 			want, err := ast.InterfaceToValue(Data(m))

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,30 +21,15 @@ import (
 	"github.com/meshward/meshward/internal/testenv"
 )
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // logLine is one line of `meshward serve --log-format json`.
 type logLine struct {
 	Msg     string `json:"msg"`
 	Address string `json:"address"`
 	Problem string `json:"problem"`
 }
+
+// syncBuffer collects a command's logs, safe for its writer and a reader.
+type syncBuffer struct{ testenv.SyncBuffer }
 
 func (s *syncBuffer) lines() []logLine {
 	var out []logLine

@@ -13,13 +13,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshward/meshward/adapters/certs"
 	"github.com/meshward/meshward/e2e/internal/dataplane"
 	"github.com/meshward/meshward/internal/cli"
+	"github.com/meshward/meshward/internal/testenv"
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -133,22 +133,7 @@ type logLine struct {
 }
 
 // logBuffer collects a command's logs, safe for its writer and a reader.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer struct{ testenv.SyncBuffer }
 
 // lines decodes the complete JSON lines written so far.
 func (l *logBuffer) lines() []logLine {

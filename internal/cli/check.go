@@ -414,12 +414,6 @@ type subject struct {
 	host string
 }
 
-// afterPrefix is s after its prefix.
-func afterPrefix(s string) string {
-	_, r, _ := strings.Cut(s, ":")
-	return r
-}
-
 // parseExternal reads the HOST of ext:HOST: a host name or an IP address,
 // without a port (--port gives it).
 func parseExternal(flag, host string) (string, error) {
@@ -488,7 +482,7 @@ func parseSubject(flag, s string) (subject, error) {
 		ref = rest
 	}
 	if kind == extKind {
-		host, err := parseExternal(flag, afterPrefix(s))
+		host, err := parseExternal(flag, ref)
 		if err != nil {
 			return subject{}, err
 		}

@@ -45,7 +45,8 @@ type builder struct {
 	o      Options
 	splits map[mesh.ServiceKey]*mesh.Split
 	err    error
-	// vservices are the VirtualServices routing their root Service.
+	// vservices are the VirtualServices routing their root Service, built
+	// on first use by routes (only the outbound side needs them).
 	vservices map[mesh.ServiceKey]*mesh.VirtualService
 	// carried is the set of service ports with a cluster, built on first
 	// use by hasCluster (a builder serves one goroutine).
@@ -57,7 +58,6 @@ func newBuilder(m *mesh.Model, o Options) *builder {
 	for i := range m.Splits {
 		b.splits[m.Splits[i].Service] = &m.Splits[i]
 	}
-	b.vservices = virtualServices(m, b.splits)
 	return b
 }
 

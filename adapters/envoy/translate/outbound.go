@@ -152,6 +152,9 @@ func (b *builder) virtualHost(svc mesh.ServiceKey, port int32) *routev3.VirtualH
 // routed by those rules instead (see vsRoutes), unless a TrafficSplit
 // routes it.
 func (b *builder) routes(svc mesh.ServiceKey, port int32) []*routev3.Route {
+	if b.vservices == nil {
+		b.vservices = virtualServices(b.m, b.splits)
+	}
 	if vs := b.vservices[svc]; vs != nil {
 		return b.vsRoutes(vs, port)
 	}

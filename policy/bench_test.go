@@ -11,10 +11,10 @@ import (
 	"github.com/meshward/meshward/policy/policytest"
 )
 
-func benchEngine(b *testing.B, n int) *Engine {
+func benchEngine(b *testing.B, n int, opts Options) *Engine {
 	b.Helper()
 	ctx := context.Background()
-	e, err := New(ctx, Options{})
+	e, err := New(ctx, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -41,6 +41,10 @@ func benchRequest(i int) Request {
 // targets on a 2-core machine are at most 25 µs and 150 allocations per
 // decision, flat within 1.5x from 10 to 10,000 targets.
 //
+// impl=decide decides the same request again and again (from the decision
+// cache after the first); impl=decide-uncached has memoisation off, so
+// every decision builds the input and evaluates the policy.
+//
 // The baseline is OPA's floor: a prepared query that reads nothing
 // ("x = true") evaluated with an already-built input in its own read
 // transaction, measured in the same run so the ratio stays meaningful on a
@@ -48,29 +52,36 @@ func benchRequest(i int) Request {
 func BenchmarkDecide(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprintf("targets=%d", n), func(b *testing.B) {
-			e := benchEngine(b, n)
 			r := benchRequest(n / 2)
 			ctx := context.Background()
-			if d, err := e.DecideRequest(ctx, r); err != nil || !d.Allowed {
-				b.Fatalf("decision %+v, %v; want allowed", d, err)
-			}
-			b.Run("impl=decide", func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					if d, err := e.DecideRequest(ctx, r); err != nil || !d.Allowed {
-						b.Fatal("denied")
-					}
+			var e *Engine
+			for _, impl := range []struct {
+				name string
+				opts Options
+			}{{"decide", Options{}}, {"decide-uncached", Options{CacheSize: -1}}} {
+				e = benchEngine(b, n, impl.opts)
+				if d, err := e.DecideRequest(ctx, r); err != nil || !d.Allowed {
+					b.Fatalf("decision %+v, %v; want allowed", d, err)
 				}
-			})
+				b.Run("impl="+impl.name, func(b *testing.B) {
+					b.ReportAllocs()
+					for b.Loop() {
+						if d, err := e.DecideRequest(ctx, r); err != nil || !d.Allowed {
+							b.Fatal("denied")
+						}
+					}
+				})
+			}
 			b.Run("impl=baseline-opa-floor", func(b *testing.B) { opaFloor(b, e, r) })
 		})
 	}
 }
 
 // BenchmarkDecideDenied measures a denied decision (an unlisted caller),
-// which also evaluates the explanation, at 1,000 TrafficTargets.
+// which also evaluates the explanation, at 1,000 TrafficTargets, with
+// memoisation off.
 func BenchmarkDecideDenied(b *testing.B) {
-	e := benchEngine(b, 1000)
+	e := benchEngine(b, 1000, Options{CacheSize: -1})
 	r := benchRequest(1)
 	r.Destination = "spiffe://cluster.local/ns/app-2/sa/app"
 	ctx := context.Background()
@@ -114,7 +125,7 @@ func opaFloor(b *testing.B, e *Engine, r Request) {
 // BenchmarkInput measures building the input document alone, a part of
 // every decision.
 func BenchmarkInput(b *testing.B) {
-	e := benchEngine(b, 10)
+	e := benchEngine(b, 10, Options{})
 	r := benchRequest(1)
 	b.ReportAllocs()
 	for b.Loop() {

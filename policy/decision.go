@@ -57,19 +57,51 @@ func newID() string {
 // DecideRequest builds the input of a request and decides it. A request
 // that cannot be checked (a path that fails normalisation) is denied with
 // the problem as reason, and no error: it is the client's mistake.
+//
+// Decisions of the built-in policy alone are memoised (see Options.CacheSize).
 func (e *Engine) DecideRequest(ctx context.Context, r Request) (Decision, error) {
-	in, err := e.Input(r)
+	return e.DecideRequestWith(ctx, r, nil)
+}
+
+// DecideRequestWith is DecideRequest for a front end that adds fields to
+// the input (see InputFields). fields, when not nil, is called to fill
+// them only when a user module may read them: a memoised decision builds
+// no input, and the built-in policy alone reads only meshward's own
+// fields, the principals, the method and the headers its matches name.
+func (e *Engine) DecideRequestWith(ctx context.Context, r Request, fields func(*InputFields)) (Decision, error) {
+	c := e.cache.Load()
+	p := e.policy.Load()
+	key, cacheable := c.key(p, r)
+	if cacheable {
+		if d, ok := c.get(key); ok {
+			d.ID = newID()
+			return e.finish(d), nil
+		}
+	}
+	// Without user modules only the built-in policy reads the input: it
+	// needs neither the front end's fields nor what lean leaves out.
+	builtinOnly := len(p.user) == 0
+	var f *InputFields
+	if fields != nil && !builtinOnly {
+		f = new(InputFields)
+		fields(f)
+	}
+	in, err := buildInput(e.model.Load(), &e.ports, r, f, builtinOnly)
 	if err != nil {
 		d := Decision{ID: newID(), Reason: err.Error()}
 		return e.finish(d), nil
 	}
-	return e.Decide(ctx, in)
+	d, err := e.evaluate(ctx, p, in)
+	if err == nil && cacheable {
+		c.put(key, d)
+	}
+	return e.finish(d), err
 }
 
 // Input builds the input document of a request (see docs/policy.md). The
 // error wraps ErrInvalidRequest.
 func (e *Engine) Input(r Request) (ast.Value, error) {
-	return buildInput(e.model.Load(), &e.ports, r, nil)
+	return buildInput(e.model.Load(), &e.ports, r, nil, false)
 }
 
 // Decide evaluates the decision path for an input document, with the
@@ -78,8 +110,14 @@ func (e *Engine) Input(r Request) (ast.Value, error) {
 // set) and the error says why, wrapping ErrUndefinedDecision,
 // ErrInvalidDecision or ErrEvaluation.
 func (e *Engine) Decide(ctx context.Context, input ast.Value) (Decision, error) {
+	d, err := e.evaluate(ctx, e.policy.Load(), input)
+	return e.finish(d), err
+}
+
+// evaluate is Decide with policy p and without dry-run mode (finish), so
+// that memoised decisions are stored as the policy made them.
+func (e *Engine) evaluate(ctx context.Context, p *compiledPolicy, input ast.Value) (Decision, error) {
 	d := Decision{ID: newID()}
-	p := e.policy.Load()
 
 	txn, err := e.store.NewTransaction(ctx)
 	if err != nil {
@@ -125,22 +163,22 @@ func (e *Engine) Decide(ctx context.Context, input ast.Value) (Decision, error) 
 		if matched != nil && matched.Len() > 0 && src != "" && dst != "" {
 			d.Matched = setStrings(matched)
 			d.Reason = src + " may call " + dst + ": " + strings.Join(d.Matched, "; ")
-			return e.finish(d), nil
+			return d, nil
 		}
 		if m := e.model.Load(); m.opts.Permissive && src != "" && dst != "" {
 			d.Reason = "permissive mode allows " + src + " to call " + dst + ": every pair of identities in the mesh is allowed"
-			return e.finish(d), nil
+			return d, nil
 		}
 	}
 	rs, err = p.explain.Eval(ctx, opts[:]...)
 	if err != nil || len(rs) != 1 {
 		// The decision stands; only its explanation is missing.
 		d.Reason = cmp.Or(d.Reason, fmt.Sprintf("decided by the policy at %s (no explanation: %v)", e.opts.DecisionPath, err))
-		return e.finish(d), nil
+		return d, nil
 	}
 	explain, _ := rs[0].Bindings["explain"].(ast.Value)
 	e.explainDecision(&d, explain)
-	return e.finish(d), nil
+	return d, nil
 }
 
 // noMetrics keeps OPA from allocating metrics for every evaluation.
@@ -197,7 +235,7 @@ func (neverCancel) Cancel()         {}
 func (neverCancel) Cancelled() bool { return false }
 
 // failed makes the decision for an error: deny, or allow when the mesh
-// fails open.
+// fails open (before dry-run mode, which finish applies).
 func (e *Engine) failed(d Decision, err error) (Decision, error) {
 	failOpen := false
 	if m := e.model.Load(); m != nil {
@@ -210,7 +248,7 @@ func (e *Engine) failed(d Decision, err error) (Decision, error) {
 	} else {
 		d.Reason = "no decision, denied because the mesh fails closed: " + err.Error()
 	}
-	return e.finish(d), err
+	return d, err
 }
 
 // finish applies dry-run mode and logs what dry-run changes.

@@ -15,6 +15,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshward/meshward/mesh"
 	builtin "github.com/meshward/meshward/rego"
@@ -43,6 +44,14 @@ type Options struct {
 	DryRun bool
 	// Log receives dry-run decisions and policy reloads.
 	Log logr.Logger
+	// CacheSize is how many decisions of the built-in policy the engine
+	// memoises (DefaultCacheSize when 0; a negative size turns
+	// memoisation off). Decisions are memoised only while no user module
+	// is loaded, and never for ingress or egress requests; the cache is
+	// emptied whenever the model or the policy changes.
+	CacheSize int
+	// Registry, when not nil, receives the engine's metrics.
+	Registry prometheus.Registerer
 }
 
 // Engine decides requests with OPA: built-in Rego, user modules and the
@@ -61,6 +70,10 @@ type Engine struct {
 	policy atomic.Pointer[compiledPolicy]
 	model  atomic.Pointer[identityIndex]
 	ports  portCache
+	// cache memoises decisions of the current policy and model; nil when
+	// memoisation is off.
+	cache        atomic.Pointer[decisionCache]
+	cacheMetrics *cacheMetrics
 }
 
 // compiledPolicy is one compiled set of modules with its prepared query.
@@ -92,6 +105,8 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		decide:  decide,
 		explain: ast.MustParseBody("explain = " + builtin.ExplainRef),
 		store:   inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)),
+
+		cacheMetrics: newCacheMetrics(opts.Registry),
 	}
 	if err := e.Update(ctx, nil); err != nil {
 		return nil, err
@@ -133,7 +148,19 @@ func (e *Engine) Update(ctx context.Context, m *mesh.Model) error {
 		return fmt.Errorf("policy data not written: %w", err)
 	}
 	e.model.Store(idx)
+	e.resetCache()
 	return nil
+}
+
+// resetCache replaces the decision cache with an empty one for the
+// current policy and model. It runs after they are switched: see
+// decisionCache.
+func (e *Engine) resetCache() {
+	var headers []string
+	if m := e.model.Load(); m != nil {
+		headers = m.headers
+	}
+	e.cache.Store(newDecisionCache(e.opts.CacheSize, headers, e.cacheMetrics))
 }
 
 // SetUserModules compiles the user's Rego modules (path -> source) with
@@ -151,6 +178,7 @@ func (e *Engine) SetUserModules(ctx context.Context, modules map[string]string) 
 		return err
 	}
 	e.policy.Store(p)
+	e.resetCache()
 	names := slices.Sorted(maps.Keys(modules))
 	e.opts.Log.V(1).Info("policy loaded", "userModules", names, "builtinEntry", p.entry, "decisionPath", e.opts.DecisionPath)
 	return nil

@@ -25,6 +25,9 @@ type identityIndex struct {
 	byPrincipal map[string]principalEntry
 	// byName is keyed by "ns/name".
 	byName map[string]*identity
+	// headers are the header names the model's HTTP matches read
+	// (matchedHeaders).
+	headers []string
 }
 
 type principalEntry struct {
@@ -40,6 +43,7 @@ func newIdentityIndex(m *mesh.Model) *identityIndex {
 		opts:        m.Options,
 		byPrincipal: make(map[string]principalEntry, len(m.Identities)),
 		byName:      make(map[string]*identity, len(m.Identities)),
+		headers:     matchedHeaders(m),
 	}
 	clash := map[string]bool{}
 	for _, id := range m.Identities {

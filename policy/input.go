@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,7 +109,12 @@ var (
 // f, when not nil, holds the fields a front end adds (see InputFields):
 // each is placed as the object that holds it is built, so that no object
 // is built twice.
-func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields) (ast.Value, error) {
+//
+// lean leaves out what the built-in policy never reads, for an evaluation
+// without user modules: parsed_path and parsed_query are empty and the
+// headers object holds only the pseudo-headers and the headers the
+// model's matches name.
+func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields, lean bool) (ast.Value, error) {
 	if f == nil {
 		f = &noFields
 	}
@@ -207,7 +213,7 @@ func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields) (
 		httpObj = append(httpObj,
 			[2]*ast.Term{keyMethod, methodTerm},
 			[2]*ast.Term{keyPath, fullPath},
-			[2]*ast.Term{keyHeaders, headersTerm(r, methodTerm, fullPath, hostTerm)},
+			[2]*ast.Term{keyHeaders, headersTerm(r, methodTerm, fullPath, hostTerm, lean, x.headers)},
 		)
 		if hostTerm != nil {
 			httpObj = append(httpObj, [2]*ast.Term{keyHost, hostTerm})
@@ -218,10 +224,12 @@ func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields) (
 		reqObj = append(reqObj, [2]*ast.Term{keyHTTP, ast.ObjectTerm(httpObj...)})
 		reqObj = append(reqObj, f.Request...)
 		attrs = append(attrs, [2]*ast.Term{keyRequest, ast.ObjectTerm(reqObj...)})
-		if norm.Path != "/" {
-			parsedPath = segmentsTerm(norm.Path)
+		if !lean {
+			if norm.Path != "/" {
+				parsedPath = segmentsTerm(norm.Path)
+			}
+			parsedQuery = queryTerm(norm.Query)
 		}
-		parsedQuery = queryTerm(norm.Query)
 	}
 	if parsedQuery == nil {
 		parsedQuery = emptyObjectTerm
@@ -272,8 +280,9 @@ func hostOf(r Request) string {
 }
 
 // headersTerm builds the headers object: lower-case names, as Envoy sends
-// them, with the pseudo-headers :method, :path and :authority.
-func headersTerm(r Request, method, path, host *ast.Term) *ast.Term {
+// them, with the pseudo-headers :method, :path and :authority. With only,
+// it holds only the pseudo-headers and the headers named in only (sorted).
+func headersTerm(r Request, method, path, host *ast.Term, filter bool, only []string) *ast.Term {
 	kv := make([][2]*ast.Term, 0, len(r.Headers)+3)
 	kv = append(kv, [2]*ast.Term{keyPseudoMethod, method}, [2]*ast.Term{keyPseudoPath, path})
 	if host != nil {
@@ -283,6 +292,11 @@ func headersTerm(r Request, method, path, host *ast.Term) *ast.Term {
 		k = strings.ToLower(k)
 		if strings.HasPrefix(k, ":") || k == "host" {
 			continue
+		}
+		if filter {
+			if _, ok := slices.BinarySearch(only, k); !ok {
+				continue
+			}
 		}
 		name := headerNames[k]
 		if name == nil {
@@ -461,7 +475,7 @@ var noFields InputFields
 // InputWith builds the input document of a request, as Input does, with
 // the fields f adds (see InputFields). The error wraps ErrInvalidRequest.
 func (e *Engine) InputWith(r Request, f *InputFields) (ast.Value, error) {
-	return buildInput(e.model.Load(), &e.ports, r, f)
+	return buildInput(e.model.Load(), &e.ports, r, f, false)
 }
 
 // peerTerm builds input.attributes.source or .destination: the principal

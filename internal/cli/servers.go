@@ -33,6 +33,7 @@ type serverFlags struct {
 	decisionHeader string
 	trustedProxies []string
 	decisionLogs   string
+	cacheSize      int
 }
 
 func addServerFlags(fs *pflag.FlagSet) *serverFlags {
@@ -43,6 +44,7 @@ func addServerFlags(fs *pflag.FlagSet) *serverFlags {
 	fs.BoolVar(&f.dryRun, "dry-run", false, "decide and log, but allow every request")
 	fs.StringVar(&f.decisionHeader, "decision-header", "", "response header carrying the decision id (off by default)")
 	fs.StringVar(&f.decisionLogs, "decision-log-config", "", "OPA configuration file with a decision_logs section (console and/or a remote service) for ext_authz decisions")
+	fs.IntVar(&f.cacheSize, "decision-cache-size", policy.DefaultCacheSize, "decisions of the built-in policy to memoise (emptied on every model or policy change; not used while user Rego is loaded; negative turns memoisation off)")
 	fs.StringSliceVar(&f.trustedProxies, "nginx-trusted-proxies", []string{"127.0.0.0/8", "::1/128"}, "CIDRs of the nginx instances whose client-address and principal headers are believed")
 	return f
 }
@@ -59,7 +61,10 @@ type servers struct {
 // done, and wg counts their goroutines. The listeners are bound before
 // start returns.
 func (f *serverFlags) start(ctx context.Context, wg *sync.WaitGroup, log logr.Logger, reg prometheus.Registerer) (*servers, error) {
-	engine, err := policy.New(ctx, policy.Options{DecisionPath: f.decisionPath, DryRun: f.dryRun, Log: log.WithName("policy")})
+	engine, err := policy.New(ctx, policy.Options{
+		DecisionPath: f.decisionPath, DryRun: f.dryRun, Log: log.WithName("policy"),
+		CacheSize: f.cacheSize, Registry: reg,
+	})
 	if err != nil {
 		return nil, usageError{err}
 	}

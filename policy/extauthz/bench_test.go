@@ -15,10 +15,10 @@ import (
 	"github.com/meshward/meshward/policy/policytest"
 )
 
-func benchEngine(b *testing.B, n int) *policy.Engine {
+func benchEngine(b *testing.B, n int, opts policy.Options) *policy.Engine {
 	b.Helper()
 	ctx := context.Background()
-	e, err := policy.New(ctx, policy.Options{})
+	e, err := policy.New(ctx, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,38 +63,68 @@ func benchRequest(i int) policy.Request {
 	}
 }
 
+// missPaths is the number of distinct request paths BenchmarkCheck's
+// impl=check-miss cycles through: twice missCacheSize, so that every
+// check misses the cache.
+const (
+	missCacheSize = 1000
+	missPaths     = 2 * missCacheSize
+)
+
 // BenchmarkCheck measures one in-process ext_authz decision, from the
 // CheckRequest to the CheckResponse (Server.Check called directly), at
 // 10, 1,000 and 10,000 TrafficTargets. Targets on a 2-core machine: at
 // most 25 µs and 150 allocations per check, flat within 1.5x from 10 to
 // 10,000 targets.
 //
-// The baseline, measured in the same run, is the policy engine deciding
-// the same request from a policy.Request: the difference is what reading
-// the CheckRequest and writing the CheckResponse cost.
+//   - impl=check: the same request again and again, as a client calling
+//     one endpoint sends it: after the first check, every decision comes
+//     from the engine's decision cache.
+//   - impl=check-miss: every check a request the cache has not seen (the
+//     path names another book each time; the cache, of 1,000 entries,
+//     is full and evicts one per check): the policy is evaluated each
+//     time, plus the cost of the cache.
+//   - impl=check-uncached: the same request with memoisation off
+//     (policy.Options.CacheSize < 0).
+//   - impl=baseline-engine: the engine deciding the request from a
+//     policy.Request with memoisation off: the difference to
+//     check-uncached is what reading the CheckRequest and writing the
+//     CheckResponse cost.
 func BenchmarkCheck(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprintf("targets=%d", n), func(b *testing.B) {
-			e := benchEngine(b, n)
-			srv, err := extauthz.New(e, extauthz.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
+			cached := benchEngine(b, n, policy.Options{})
+			missing := benchEngine(b, n, policy.Options{CacheSize: missCacheSize})
+			uncached := benchEngine(b, n, policy.Options{CacheSize: -1})
 			req, r := benchCheck(n/2), benchRequest(n/2)
-			b.Run("impl=check", func(b *testing.B) {
+			misses := make([]*authv3.CheckRequest, missPaths)
+			for i := range misses {
+				misses[i] = benchCheck(n / 2)
+				misses[i].Attributes.Request.Http.Path = fmt.Sprintf("/api/v1/books/%d?limit=10", i)
+			}
+			check := func(b *testing.B, e *policy.Engine, reqs ...*authv3.CheckRequest) {
+				srv, err := extauthz.New(e, extauthz.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
 				b.ReportAllocs()
+				i := 0
 				for b.Loop() {
-					resp, err := srv.Check(ctx, req)
+					resp, err := srv.Check(ctx, reqs[i%len(reqs)])
 					if err != nil || resp.GetStatus().GetCode() != int32(code.Code_OK) {
 						b.Fatalf("denied: %v %v", resp, err)
 					}
+					i++
 				}
-			})
+			}
+			b.Run("impl=check", func(b *testing.B) { check(b, cached, req) })
+			b.Run("impl=check-miss", func(b *testing.B) { check(b, missing, misses...) })
+			b.Run("impl=check-uncached", func(b *testing.B) { check(b, uncached, req) })
 			b.Run("impl=baseline-engine", func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
-					if d, err := e.DecideRequest(ctx, r); err != nil || !d.Allowed {
+					if d, err := uncached.DecideRequest(ctx, r); err != nil || !d.Allowed {
 						b.Fatalf("denied: %+v %v", d, err)
 					}
 				}
@@ -131,20 +161,25 @@ func parallelism(n int) int {
 // against a no-op server that allows every request without looking,
 // measured in the same run: `benchstat -col /impl` gives meshward's
 // throughput as a fraction of the no-op server's. Target: at least 60%.
-// The model has 1,000 TrafficTargets.
+// The model has 1,000 TrafficTargets. impl=meshward serves the same
+// request again and again (decisions from the cache after the first);
+// impl=meshward-uncached has memoisation off, so every call is evaluated.
 func BenchmarkGRPC(b *testing.B) {
-	e := benchEngine(b, 1000)
-	srv, err := extauthz.New(e, extauthz.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
 	req := benchCheck(500)
 	for _, impl := range []struct {
 		name string
-		srv  authv3.AuthorizationServer
-	}{{"noop", noop{}}, {"meshward", srv}} {
+		opts *policy.Options
+	}{{"noop", nil}, {"meshward", &policy.Options{}}, {"meshward-uncached", &policy.Options{CacheSize: -1}}} {
 		b.Run("impl="+impl.name, func(b *testing.B) {
-			c := serve(b, impl.srv)
+			var srv authv3.AuthorizationServer = noop{}
+			if impl.opts != nil {
+				s, err := extauthz.New(benchEngine(b, 1000, *impl.opts), extauthz.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				srv = s
+			}
+			c := serve(b, srv)
 			ctx := context.Background()
 			if resp, err := c.Check(ctx, req); err != nil || resp.GetStatus().GetCode() != int32(code.Code_OK) {
 				b.Fatalf("denied: %v %v", resp, err)

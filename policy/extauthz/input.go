@@ -79,27 +79,23 @@ func rawHeaders(m *corev3.HeaderMap) map[string]string {
 	return out
 }
 
-// input builds the input document of req, read as r: the engine's
-// (identities, normalised path, parsed path and query) completed with the
-// CheckRequest's other attributes, so policies written for
-// opa-envoy-plugin find every field they read there. The engine places
-// these fields as it builds each object (policy.InputFields), so no
-// object is built twice.
-func input(e *policy.Engine, req *authv3.CheckRequest, r policy.Request) (ast.Value, error) {
+// inputFields fills f with the CheckRequest's attributes beyond those of
+// r, so that policies written for opa-envoy-plugin find every field they
+// read in the input. The engine places these fields as it builds each
+// object of the input (policy.InputFields), so no object is built twice,
+// and asks for them only when it builds the input.
+func inputFields(f *policy.InputFields, req *authv3.CheckRequest, r policy.Request) {
 	a := req.GetAttributes()
-	var f policy.InputFields
 	// Peer details: addresses, certificates, labels, service.
-	var src, dst policy.Peer
 	if p := a.GetSource(); p != nil {
-		peer(&src, p)
-		f.Source = &src
+		f.Source = new(policy.Peer)
+		peer(f.Source, p)
 	}
 	if p := a.GetDestination(); p != nil {
-		peer(&dst, p)
-		f.Destination = &dst
+		f.Destination = new(policy.Peer)
+		peer(f.Destination, p)
 	}
-	var attrs [4][2]*ast.Term
-	f.Attributes = attrs[:0]
+	f.Attributes = make([][2]*ast.Term, 0, 4)
 	if len(a.GetContextExtensions()) > 0 {
 		f.Attributes = append(f.Attributes, [2]*ast.Term{keyContextExtensions, stringMapTerm(a.GetContextExtensions())})
 	}
@@ -116,8 +112,7 @@ func input(e *policy.Engine, req *authv3.CheckRequest, r policy.Request) (ast.Va
 		if t := a.GetRequest().GetTime(); t != nil {
 			f.Request = [][2]*ast.Term{{keyTime, ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z"))}}
 		}
-		var httpFields [7][2]*ast.Term
-		f.HTTP = httpFields[:0]
+		f.HTTP = make([][2]*ast.Term, 0, 7)
 		for _, kv := range [...]struct {
 			key   *ast.Term
 			value string
@@ -152,7 +147,6 @@ func input(e *policy.Engine, req *authv3.CheckRequest, r policy.Request) (ast.Va
 		}
 		f.TruncatedBody = headerValue(r.Headers, "x-envoy-auth-partial-body") == "true"
 	}
-	return e.InputWith(r, &f)
 }
 
 // headerValue returns the value of a header; Envoy sends lower-case names.

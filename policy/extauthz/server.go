@@ -94,11 +94,5 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 
 func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (policy.Decision, error) {
 	r := request(req)
-	in, err := input(s.engine, req, r)
-	if err != nil {
-		// The request cannot be checked (e.g. a path that fails
-		// normalisation): the client's mistake, denied with the reason.
-		return s.engine.DecideRequest(ctx, r)
-	}
-	return s.engine.Decide(ctx, in)
+	return s.engine.DecideRequestWith(ctx, r, func(f *policy.InputFields) { inputFields(f, req, r) })
 }

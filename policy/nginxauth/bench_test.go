@@ -42,19 +42,24 @@ const callers = 64
 // X-Client-Principal) in a model of 1,000 TrafficTargets. The baseline,
 // measured in the same run, is a handler that answers 200 without
 // looking: `benchstat -col /impl` gives the endpoint's throughput as a
-// fraction of it.
+// fraction of it. impl=meshward serves the same subrequest again and
+// again (decisions from the cache after the first); impl=meshward-uncached
+// has memoisation off.
 func BenchmarkNginxEndpoint(b *testing.B) {
 	ctx := context.Background()
-	e, err := policy.New(ctx, policy.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := e.Update(ctx, withTargets(model(), 1000)); err != nil {
-		b.Fatal(err)
-	}
-	h, err := nginxauth.New(e, nginxauth.Options{})
-	if err != nil {
-		b.Fatal(err)
+	handler := func(opts policy.Options) http.Handler {
+		e, err := policy.New(ctx, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := e.Update(ctx, withTargets(model(), 1000)); err != nil {
+			b.Fatal(err)
+		}
+		h, err := nginxauth.New(e, nginxauth.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return h
 	}
 	noop := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -71,7 +76,7 @@ func BenchmarkNginxEndpoint(b *testing.B) {
 	for _, impl := range []struct {
 		name string
 		h    http.Handler
-	}{{"noop", noop}, {"meshward", h}} {
+	}{{"noop", noop}, {"meshward", handler(policy.Options{})}, {"meshward-uncached", handler(policy.Options{CacheSize: -1})}} {
 		b.Run("impl="+impl.name, func(b *testing.B) {
 			url := serveHTTP(b, impl.h) + "/v1/mesh/app-500/app?port=8080"
 			c := &http.Client{

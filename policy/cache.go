@@ -1,0 +1,193 @@
+package policy
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshward/meshward/mesh"
+)
+
+// DefaultCacheSize is the number of decisions the engine memoises when
+// Options.CacheSize is 0.
+const DefaultCacheSize = 10000
+
+// decisionCache memoises the decisions of one policy over one model. The
+// built-in policy is a pure function of the data document and of a few
+// fields of the request, so two requests that agree on those fields get
+// the same decision: the cache is keyed by exactly them (decisionKey).
+// User modules may read anything, so with user modules loaded nothing is
+// memoised; ingress and egress requests, which read addresses and names
+// the key does not hold, are not memoised either.
+//
+// A cache belongs to one policy and one model: the engine replaces it,
+// empty, after every Update and SetUserModules. A decision loads the
+// cache before the policy and the model, so whatever it stores was
+// decided with state at least as new as the cache's; a decision made with
+// newer state lands in a cache that is already being replaced.
+type decisionCache struct {
+	lru *lru.Cache[decisionKey, Decision]
+	// headers are the header names that the model's HTTP matches read,
+	// sorted: their values are part of the key.
+	headers []string
+	metrics *cacheMetrics
+}
+
+// decisionKey is what the built-in policy reads of a request outside
+// ingress and egress: the principals (or identities) as given, which the
+// model resolves the same way every time, the protocol and port, the
+// method and request target as received (normalisation is a function of
+// them), and the values of the headers the model's matches name.
+type decisionKey struct {
+	source, destination string
+	protocol            Protocol
+	port                uint32
+	method, path        string
+	headers             string
+}
+
+// cacheMetrics count cache lookups by result.
+type cacheMetrics struct {
+	hit, miss, bypass prometheus.Counter
+}
+
+func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshward_policy_decision_cache_total",
+		Help: "Decisions by how the decision cache served them: hit (memoised), miss (evaluated and memoised) or bypass (evaluated, not memoisable: user modules, ingress or egress).",
+	}, []string{"result"})
+	if reg != nil {
+		if err := reg.Register(v); err != nil {
+			// Another engine registered it: count into the same series.
+			var already prometheus.AlreadyRegisteredError
+			if errors.As(err, &already) {
+				if existing, ok := already.ExistingCollector.(*prometheus.CounterVec); ok {
+					v = existing
+				}
+			}
+		}
+	}
+	return &cacheMetrics{hit: v.WithLabelValues("hit"), miss: v.WithLabelValues("miss"), bypass: v.WithLabelValues("bypass")}
+}
+
+// newDecisionCache returns an empty cache of size entries for a model
+// whose HTTP matches read the given headers; nil when size is negative
+// (memoisation off).
+func newDecisionCache(size int, headers []string, m *cacheMetrics) *decisionCache {
+	if size < 0 {
+		return nil
+	}
+	if size == 0 {
+		size = DefaultCacheSize
+	}
+	c, err := lru.New[decisionKey, Decision](size)
+	if err != nil {
+		return nil // cannot happen: size is positive
+	}
+	return &decisionCache{lru: c, headers: headers, metrics: m}
+}
+
+// key returns the key of r, and false when its decision must not be
+// memoised: no cache, user modules in the policy, or an ingress or
+// egress request.
+func (c *decisionCache) key(p *compiledPolicy, r Request) (decisionKey, bool) {
+	if c == nil {
+		return decisionKey{}, false
+	}
+	if p == nil || len(p.user) > 0 || r.Ingress != nil || r.Egress != nil {
+		c.metrics.bypass.Inc()
+		return decisionKey{}, false
+	}
+	k := decisionKey{
+		source: r.Source, destination: r.Destination,
+		protocol: r.Protocol, port: r.Port,
+	}
+	if k.protocol == "" {
+		k.protocol = ProtocolHTTP
+	}
+	if k.protocol == ProtocolHTTP {
+		k.method, k.path = r.Method, r.Path
+		if len(c.headers) > 0 {
+			k.headers = headerValues(r, c.headers)
+		}
+	}
+	return k, true
+}
+
+// headerValues encodes the values that the input's headers object holds
+// for names (as headersTerm builds it): present or not, and the value,
+// length-prefixed so that no two lists encode alike. :method and :path
+// are already in the key; other pseudo-headers and "host" are never in
+// the headers object except :authority, the request's host.
+func headerValues(r Request, names []string) string {
+	b := make([]byte, 0, 64)
+	for _, n := range names {
+		var v string
+		var ok bool
+		switch {
+		case n == ":authority":
+			v = hostOf(r)
+			ok = v != ""
+		case n == ":method" || n == ":path" || n == "host" || strings.HasPrefix(n, ":"):
+			continue
+		default:
+			if v, ok = r.Headers[n]; !ok {
+				for k, x := range r.Headers {
+					if strings.EqualFold(k, n) {
+						v, ok = x, true
+						break
+					}
+				}
+			}
+		}
+		if !ok {
+			b = append(b, '-')
+			continue
+		}
+		b = append(b, '+')
+		b = strconv.AppendInt(b, int64(len(v)), 10)
+		b = append(b, ':')
+		b = append(b, v...)
+	}
+	return string(b)
+}
+
+// get returns the memoised decision of k.
+func (c *decisionCache) get(k decisionKey) (Decision, bool) {
+	d, ok := c.lru.Get(k)
+	if ok {
+		c.metrics.hit.Inc()
+	} else {
+		c.metrics.miss.Inc()
+	}
+	return d, ok
+}
+
+// put memoises d, a decision before dry-run mode. Its Matched slice is
+// shared by every decision served from the cache: callers do not modify
+// decisions.
+func (c *decisionCache) put(k decisionKey, d Decision) {
+	c.lru.Add(k, d)
+}
+
+// matchedHeaders lists the header names that the model's HTTP matches
+// read, sorted and without repeats.
+func matchedHeaders(m *mesh.Model) []string {
+	if m == nil {
+		return nil
+	}
+	var out []string
+	for i := range m.Access {
+		for _, h := range m.Access[i].HTTP {
+			for _, hm := range h.Headers {
+				out = append(out, strings.ToLower(hm.Name))
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -1,0 +1,212 @@
+package policy
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshward/meshward/mesh"
+)
+
+// cacheCorpus is a set of requests over cacheModel that exercises every
+// field the decision cache keys on: principals in both forms, unknown
+// identities, methods, paths (with queries, dot segments, encodings),
+// header matches in any case, :authority, ports and protocols.
+func cacheCorpus() []Request {
+	spiffeBuyer := "spiffe://cluster.local/ns/bookbuyer/sa/bookbuyer"
+	spiffeStore := "spiffe://cluster.local/ns/bookstore/sa/bookstore"
+	var out []Request
+	for _, src := range []string{buyer, thief, spiffeBuyer, "bookbuyer.bookbuyer.cluster.local", ""} {
+		for _, dst := range []string{store, warehouse, spiffeStore, ""} {
+			for _, path := range []string{"/books-bought?limit=1", "/x/../books-bought", "/BOOKS-BOUGHT", "/buy-a-book//new", "/%62uy-a-book/new", "/restock-books"} {
+				for _, method := range []string{"GET", "POST"} {
+					for _, h := range []map[string]string{
+						nil,
+						{"user-agent": "bookbuyer/1.0"},
+						{"User-Agent": "bookbuyer/2.0"},
+						{"user-agent": "curl/8.0"},
+						{"user-agent": "bookbuyer/1.0", ":authority": "bookstore.example"},
+					} {
+						out = append(out, Request{Source: src, Destination: dst, Method: method, Path: path, Headers: h})
+					}
+				}
+			}
+			for _, port := range []uint32{0, 14001, 8080} {
+				out = append(out, Request{Source: src, Destination: dst, Protocol: ProtocolTCP, Port: port})
+				out = append(out, Request{Source: src, Destination: dst, Protocol: ProtocolUDP, Port: port})
+			}
+			out = append(out, Request{Source: src, Destination: dst, Method: "GET", Path: "/books-bought", Host: "bookstore.example"})
+		}
+	}
+	return out
+}
+
+// cacheModel is the bookstore with a match on :authority, so that the
+// request's host is part of some decisions.
+func cacheModel() *mesh.Model {
+	m := bookstore()
+	m.Access = append(m.Access, mesh.AccessRule{
+		Origin:      ref("TrafficTarget", "bookwarehouse", "by-host"),
+		Destination: id("bookwarehouse", "bookwarehouse"),
+		Sources:     []mesh.Identity{id("bookbuyer", "bookbuyer")},
+		HTTP: []mesh.HTTPMatch{{
+			Group: ref("HTTPRouteGroup", "bookwarehouse", "hosts"), Name: "by-host",
+			Headers: []mesh.HeaderMatch{{Name: ":authority", Regex: "bookstore\\.example"}},
+		}},
+	})
+	return m
+}
+
+// TestCacheAgreesWithEvaluation decides every request of the corpus with
+// memoisation on (twice: evaluated from the lean input, then served from
+// the cache) and off with the whole input, and wants the same decision
+// every time.
+func TestCacheAgreesWithEvaluation(t *testing.T) {
+	ctx := context.Background()
+	for _, mode := range []struct {
+		name       string
+		permissive bool
+		dryRun     bool
+	}{{"default", false, false}, {"permissive", true, false}, {"dry-run", false, true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			m := cacheModel()
+			m.Options.Permissive = mode.permissive
+			reg := prometheus.NewRegistry()
+			cached := newEngine(t, Options{DryRun: mode.dryRun, Registry: reg}, m, nil)
+			// A user module that changes nothing makes the engine
+			// evaluate every request with the whole input document.
+			noop := map[string]string{"noop.rego": "package meshward.ext\n\ndeny contains \"never\" if false\n"}
+			plain := newEngine(t, Options{DryRun: mode.dryRun, CacheSize: -1}, m, noop)
+			corpus := cacheCorpus()
+			allowed := 0
+			for round := range 2 {
+				for _, r := range corpus {
+					want, werr := plain.DecideRequest(ctx, r)
+					got, gerr := cached.DecideRequest(ctx, r)
+					if (werr == nil) != (gerr == nil) || got.Allowed != want.Allowed || got.Reason != want.Reason ||
+						!slices.Equal(got.Matched, want.Matched) || got.DryRun != want.DryRun {
+						t.Fatalf("round %d, request %+v:\nmemoised  %+v, %v\nevaluated %+v, %v", round, r, got, gerr, want, werr)
+					}
+					if got.Allowed && !strings.HasPrefix(got.Reason, "dry run") {
+						allowed++
+					}
+				}
+			}
+			if allowed == 0 || allowed == 2*len(corpus) {
+				t.Fatalf("%d of %d decisions allowed: the corpus does not tell allowed from denied", allowed, 2*len(corpus))
+			}
+			// The second round was served from the cache (requests that
+			// differ only in what the policy does not read share entries).
+			if hits := counter(t, reg, "hit"); hits < float64(len(corpus)) {
+				t.Fatalf("%v cache hits over two rounds of %d requests; want at least %d", hits, len(corpus), len(corpus))
+			}
+		})
+	}
+}
+
+// TestCacheKeysOnHeaderValues alternates one request with and without the
+// header its match needs: each decision follows the header.
+func TestCacheKeysOnHeaderValues(t *testing.T) {
+	e := newEngine(t, Options{}, bookstore(), nil)
+	for i := range 6 {
+		ua := "curl/8.0"
+		if i%2 == 0 {
+			ua = "bookbuyer/1.0"
+		}
+		d, err := e.DecideRequest(context.Background(), get(buyer, store, "/buy-a-book/new", map[string]string{"user-agent": ua}))
+		if err != nil || d.Allowed != (i%2 == 0) {
+			t.Fatalf("decision %d with user-agent %q: %+v, %v", i, ua, d, err)
+		}
+	}
+}
+
+// TestCacheFollowsPolicyAndModel checks that a memoised decision never
+// outlives the policy or the model it was made with, and that user
+// modules turn memoisation off.
+func TestCacheFollowsPolicyAndModel(t *testing.T) {
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	e := newEngine(t, Options{Registry: reg}, bookstore(), nil)
+	req := get(buyer, store, "/books-bought", nil)
+	decide := func(want bool, when string) Decision {
+		t.Helper()
+		var first Decision
+		for i := range 2 {
+			d, err := e.DecideRequest(ctx, req)
+			if err != nil || d.Allowed != want {
+				t.Fatalf("%s (decision %d): %+v, %v; want allowed=%v", when, i, d, err, want)
+			}
+			if i == 0 {
+				first = d
+			} else if d.ID == first.ID {
+				t.Fatalf("%s: a memoised decision repeats the id %s", when, d.ID)
+			}
+		}
+		return first
+	}
+	decide(true, "built-in policy")
+	deny := map[string]string{"deny.rego": "package meshward.ext\n\ndeny contains \"closed for inventory\" if input.attributes.request.http.method == \"GET\"\n"}
+	if err := e.SetUserModules(ctx, deny); err != nil {
+		t.Fatal(err)
+	}
+	before := counter(t, reg, "bypass")
+	decide(false, "with a user deny")
+	if got := counter(t, reg, "bypass") - before; got != 2 {
+		t.Fatalf("%v decisions bypassed the cache with a user module loaded; want 2", got)
+	}
+	if err := e.SetUserModules(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	decide(true, "user module removed")
+	empty := &mesh.Model{Options: mesh.DefaultOptions(), Identities: bookstore().Identities}
+	if err := e.Update(ctx, empty); err != nil {
+		t.Fatal(err)
+	}
+	decide(false, "access rules removed")
+	if err := e.Update(ctx, bookstore()); err != nil {
+		t.Fatal(err)
+	}
+	decide(true, "access rules back")
+}
+
+// TestCacheSkipsIngress checks that ingress requests, which read the
+// client's address, are evaluated every time.
+func TestCacheSkipsIngress(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEngine(t, Options{Registry: reg}, ingressModel(), nil)
+	for i, addr := range []string{"192.168.1.1", "172.16.0.1", "192.168.1.1", "172.16.0.1"} {
+		r := Request{Method: "GET", Path: "/", Ingress: &Ingress{Backend: "bookstore/bookstore-v1", Port: 14001, Address: addr}}
+		d, err := e.DecideRequest(context.Background(), r)
+		if err != nil || d.Allowed != (i%2 == 0) {
+			t.Fatalf("ingress from %s: %+v, %v; want allowed=%v", addr, d, err, i%2 == 0)
+		}
+	}
+	if hits, bypass := counter(t, reg, "hit"), counter(t, reg, "bypass"); hits != 0 || bypass != 4 {
+		t.Fatalf("ingress: %v hits, %v bypasses; want 0 and 4", hits, bypass)
+	}
+}
+
+// counter reads meshward_policy_decision_cache_total{result}.
+func counter(t *testing.T, g prometheus.Gatherer, result string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "meshward_policy_decision_cache_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}

@@ -64,6 +64,10 @@ type Engine struct {
 	// and the rules of the built-in policy that match. explain is
 	// evaluated only when a decision needs more explaining than that.
 	decide, explain ast.Body
+	// decideSMI is decide with SMI access (data.meshward.authz.allow) in
+	// place of the default decision path, for a policy in which they are
+	// the same (see compile); nil when another decision path is set.
+	decideSMI ast.Body
 
 	// mu serialises Update and SetUserModules.
 	mu     sync.Mutex
@@ -100,11 +104,16 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %w", ErrDecisionPath, opts.DecisionPath, err)
 	}
+	var decideSMI ast.Body
+	if path.Equal(builtin.DefaultDecisionRef) {
+		decideSMI = ast.MustParseBody("result = " + builtin.AccessRef + "; matched = " + builtin.MatchedRef)
+	}
 	e := &Engine{
-		opts:    opts,
-		decide:  decide,
-		explain: ast.MustParseBody("explain = " + builtin.ExplainRef),
-		store:   inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)),
+		opts:      opts,
+		decide:    decide,
+		decideSMI: decideSMI,
+		explain:   ast.MustParseBody("explain = " + builtin.ExplainRef),
+		store:     inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)),
 
 		cacheMetrics: newCacheMetrics(opts.Registry),
 	}
@@ -192,7 +201,7 @@ func (e *Engine) UserModules() []string {
 func (e *Engine) compile(ctx context.Context, sources map[string]string) (*compiledPolicy, error) {
 	cerr := &CompileError{}
 	modules := make(map[string]*ast.Module, len(sources)+4)
-	entry := true
+	entry, hooks := true, false
 	for _, name := range slices.Sorted(maps.Keys(sources)) {
 		m, err := parseUserModule(name, sources[name])
 		if err != nil {
@@ -212,6 +221,9 @@ func (e *Engine) compile(ctx context.Context, sources map[string]string) (*compi
 		}
 		if pkg == "meshward.ext" {
 			cerr.Problems = append(cerr.Problems, checkExt(name, m)...)
+		}
+		if pkg == "meshward.ext" || strings.HasPrefix(pkg, "meshward.ext.") {
+			hooks = true
 		}
 		modules[name] = m
 	}
@@ -237,7 +249,14 @@ func (e *Engine) compile(ctx context.Context, sources map[string]string) (*compi
 	}
 	out := &compiledPolicy{compiler: c, entry: entry, user: make(map[string]string, len(sources))}
 	maps.Copy(out.user, sources)
-	for q, pq := range map[*ast.Body]*rego.PreparedEvalQuery{&e.decide: &out.decide, &e.explain: &out.explain} {
+	// The built-in entry module allows what SMI access allows unless a
+	// user's meshward.ext says otherwise: without such a module its
+	// decision is data.meshward.authz.allow, one rule evaluation less.
+	decide := e.decide
+	if entry && !hooks && e.decideSMI != nil {
+		decide = e.decideSMI
+	}
+	for q, pq := range map[*ast.Body]*rego.PreparedEvalQuery{&decide: &out.decide, &e.explain: &out.explain} {
 		var err error
 		*pq, err = rego.New(rego.ParsedQuery(*q), rego.Compiler(c), rego.Store(e.store)).PrepareForEval(ctx)
 		if err != nil {

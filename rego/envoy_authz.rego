@@ -6,7 +6,9 @@
 #   (data.meshward.authz) or a user's data.meshward.ext.allow allows, unless
 #   a user's data.meshward.ext.deny refuses it. meshward leaves this module
 #   out when a user module declares package envoy.authz itself: that module
-#   then decides alone.
+#   then decides alone. While no user module declares package meshward.ext
+#   this rule equals data.meshward.authz.allow, which meshward then
+#   evaluates in its place (one rule evaluation less per request).
 package envoy.authz
 
 default allow := false

@@ -58,3 +58,25 @@ test_follows_permissive_mode if {
 		with data.meshward.options as {"permissive": true}
 		with data.meshward.ext.deny as {"no"}
 }
+
+# Without user extensions the default decision is SMI access itself: the
+# engine then evaluates data.meshward.authz.allow in its place.
+test_equals_smi_access_without_extensions if {
+	every src in [buyer, thief] {
+		every permissive in [true, false] {
+			same_as_smi_access(src, permissive)
+		}
+	}
+}
+
+same_as_smi_access(src, permissive) if {
+	a := authz.allow with input as req(src)
+		with data.meshward.identities as identities
+		with data.meshward.access as access
+		with data.meshward.options as {"permissive": permissive}
+	b := data.meshward.authz.allow with input as req(src)
+		with data.meshward.identities as identities
+		with data.meshward.access as access
+		with data.meshward.options as {"permissive": permissive}
+	a == b
+}

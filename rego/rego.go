@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 //go:embed authz.rego reason.rego ext.rego envoy_authz.rego ingress.rego egress.rego
@@ -39,11 +41,17 @@ const DefaultDecisionPath = "envoy/authz/allow"
 
 // References the policy engine evaluates next to the decision path: the
 // matched rules with every decision, the explanation when a decision needs
-// more explaining than its matched rules.
+// more explaining than its matched rules, and SMI access alone, which is
+// the default decision when no user module extends it (package
+// meshward.ext).
 const (
 	MatchedRef = "data.meshward.authz.matched"
 	ExplainRef = "data.meshward.authz.explain"
+	AccessRef  = "data.meshward.authz.allow"
 )
+
+// DefaultDecisionRef is DefaultDecisionPath as a reference.
+var DefaultDecisionRef = ast.MustParseRef("data." + strings.ReplaceAll(DefaultDecisionPath, "/", "."))
 
 // Modules returns the built-in modules sorted by name.
 func Modules() []Module {

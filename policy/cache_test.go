@@ -70,10 +70,18 @@ func TestCacheAgreesWithEvaluation(t *testing.T) {
 		name       string
 		permissive bool
 		dryRun     bool
-	}{{"default", false, false}, {"permissive", true, false}, {"dry-run", false, true}} {
+		noHeaders  bool
+	}{{"default", false, false, false}, {"permissive", true, false, false}, {"dry-run", false, true, false}, {"no header matches", false, false, true}} {
 		t.Run(mode.name, func(t *testing.T) {
 			m := cacheModel()
 			m.Options.Permissive = mode.permissive
+			if mode.noHeaders {
+				for i := range m.Access {
+					for j := range m.Access[i].HTTP {
+						m.Access[i].HTTP[j].Headers = nil
+					}
+				}
+			}
 			reg := prometheus.NewRegistry()
 			cached := newEngine(t, Options{DryRun: mode.dryRun, Registry: reg}, m, nil)
 			// A user module that changes nothing makes the engine

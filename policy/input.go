@@ -280,23 +280,34 @@ func hostOf(r Request) string {
 }
 
 // headersTerm builds the headers object: lower-case names, as Envoy sends
-// them, with the pseudo-headers :method, :path and :authority. With only,
-// it holds only the pseudo-headers and the headers named in only (sorted).
+// them, with the pseudo-headers :method, :path and :authority. With
+// filter, it holds only the headers named in only (sorted), pseudo-headers
+// included.
 func headersTerm(r Request, method, path, host *ast.Term, filter bool, only []string) *ast.Term {
+	if filter && len(only) == 0 {
+		return emptyObjectTerm
+	}
+	keep := func(name string) bool {
+		if !filter {
+			return true
+		}
+		_, ok := slices.BinarySearch(only, name)
+		return ok
+	}
 	kv := make([][2]*ast.Term, 0, len(r.Headers)+3)
-	kv = append(kv, [2]*ast.Term{keyPseudoMethod, method}, [2]*ast.Term{keyPseudoPath, path})
-	if host != nil {
+	if keep(":method") {
+		kv = append(kv, [2]*ast.Term{keyPseudoMethod, method})
+	}
+	if keep(":path") {
+		kv = append(kv, [2]*ast.Term{keyPseudoPath, path})
+	}
+	if host != nil && keep(":authority") {
 		kv = append(kv, [2]*ast.Term{keyPseudoAuthority, host})
 	}
 	for k, v := range r.Headers {
 		k = strings.ToLower(k)
-		if strings.HasPrefix(k, ":") || k == "host" {
+		if strings.HasPrefix(k, ":") || k == "host" || !keep(k) {
 			continue
-		}
-		if filter {
-			if _, ok := slices.BinarySearch(only, k); !ok {
-				continue
-			}
 		}
 		name := headerNames[k]
 		if name == nil {

@@ -133,6 +133,33 @@ deny contains "closed" if {
 		allowed, _ := m.check(t, store, warehouse, "POST", "/restock-books")
 		return allowed
 	})
+
+	// A decision the engine memoised does not outlive the TrafficTarget
+	// that allowed it.
+	for range 3 {
+		if allowed, reason := m.check(t, buyer, store, "GET", "/books-bought"); !allowed {
+			t.Fatalf("GET /books-bought denied before the edit: %s", reason)
+		}
+	}
+	access := filepath.Join(dir, "smi-access.yaml")
+	orig, err := os.ReadFile(access)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for d := range strings.SplitSeq(string(orig), "\n---\n") {
+		if !strings.Contains(d, "name: bookbuyer-access-bookstore\n") {
+			kept = append(kept, d)
+		}
+	}
+	writeFile(t, dir, "smi-access.yaml", strings.Join(kept, "\n---\n"))
+	m.waitFor(t, "the TrafficTarget's removal", func() bool {
+		allowed, _ := m.check(t, buyer, store, "GET", "/books-bought")
+		return !allowed
+	})
+	if allowed, reason := m.askNginx(t, buyer, store, "GET", "/books-bought"); allowed {
+		t.Fatalf("the nginx endpoint still allows GET /books-bought after the TrafficTarget's removal: %s", reason)
+	}
 }
 
 var decisionID = regexp.MustCompile(`[0-9a-f]{32}`)

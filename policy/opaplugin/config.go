@@ -41,6 +41,10 @@ type Config struct {
 	// DecisionHeader names a response header carrying the decision id;
 	// none when empty.
 	DecisionHeader string `json:"decision-header,omitempty"`
+	// DecisionCacheSize is how many decisions of the built-in policy to
+	// memoise (policy.Options.CacheSize: 0 is the default size, negative
+	// turns memoisation off).
+	DecisionCacheSize int `json:"decision-cache-size,omitempty"`
 	// GRPCMaxRecvMsgSize and GRPCMaxSendMsgSize bound gRPC messages in
 	// bytes (gRPC's defaults when zero).
 	GRPCMaxRecvMsgSize int `json:"grpc-max-recv-msg-size,omitempty"`
@@ -164,7 +168,7 @@ func article(jsonType string) string {
 // optionNames lists the options of Config.
 func optionNames() []string {
 	return []string{
-		"addr", "path", "dry-run", "mesh-dir", "decision-header",
+		"addr", "path", "dry-run", "mesh-dir", "decision-header", "decision-cache-size",
 		"grpc-max-recv-msg-size", "grpc-max-send-msg-size",
 		"mesh-name", "trust-domain", "principal-format", "path-match", "permissive", "fail-open",
 	}
@@ -197,7 +201,7 @@ func listenerChanged(a, b *Config) bool {
 }
 
 func engineChanged(a, b *Config) bool {
-	return a.Path != b.Path || a.DryRun != b.DryRun || a.DecisionHeader != b.DecisionHeader
+	return a.Path != b.Path || a.DryRun != b.DryRun || a.DecisionHeader != b.DecisionHeader || a.DecisionCacheSize != b.DecisionCacheSize
 }
 
 func meshChanged(a, b *Config) bool {

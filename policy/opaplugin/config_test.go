@@ -46,6 +46,7 @@ func TestValidateErrors(t *testing.T) {
 		"syntax error":       {`{"mesh-dir": `, p + ": not valid JSON: unexpected EOF"},
 		"mesh-dir not text":  {`{"mesh-dir": 1}`, p + ".mesh-dir: a number, want a string"},
 		"decision header []": {`{"mesh-dir": "` + dir + `", "decision-header": []}`, p + ".decision-header: an array, want a string"},
+		"cache size string":  {`{"mesh-dir": "` + dir + `", "decision-cache-size": "big"}`, p + ".decision-cache-size: a string, want a number"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := factory().Validate(nil, []byte(tc.config))

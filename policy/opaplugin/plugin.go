@@ -105,7 +105,7 @@ type Plugin struct {
 	dlog    *decisionlog.Logger
 
 	// authz is the server deciding checks; replaced when the decision
-	// path, dry-run or the decision header change.
+	// path, dry-run, the decision header or the cache size change.
 	authz atomic.Pointer[extauthz.Server]
 
 	// statusMu keeps status reports in order without holding mu.
@@ -218,8 +218,8 @@ func (p *Plugin) Stop(ctx context.Context) {
 }
 
 // Reconfigure applies a configuration Validate returned: a new address or
-// message size restarts the gRPC server, a new decision path, dry-run or
-// decision header a new engine, and a new mesh directory or mesh option
+// message size restarts the gRPC server, a new decision path, dry-run,
+// decision header or decision cache size a new engine, and a new mesh directory or mesh option
 // a new mesh source (the current model stays in force until the new one
 // is loaded).
 func (p *Plugin) Reconfigure(ctx context.Context, config any) {
@@ -272,7 +272,10 @@ func (p *Plugin) Reconfigure(ctx context.Context, config any) {
 // buildEngine makes a new engine and server from the configuration, with
 // the current model and user Rego. Called with mu held.
 func (p *Plugin) buildEngine(ctx context.Context) error {
-	e, err := policy.New(ctx, policy.Options{DecisionPath: p.cfg.Path, DryRun: p.cfg.DryRun, Log: p.log.WithName("policy")})
+	e, err := policy.New(ctx, policy.Options{
+		DecisionPath: p.cfg.Path, DryRun: p.cfg.DryRun, Log: p.log.WithName("policy"),
+		CacheSize: p.cfg.DecisionCacheSize, Registry: p.manager.PrometheusRegister(),
+	})
 	if err != nil {
 		return err
 	}

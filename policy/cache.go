@@ -9,6 +9,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshward/meshward/internal/pathnorm"
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -34,14 +35,20 @@ type decisionCache struct {
 	// headers are the header names that the model's HTTP matches read,
 	// sorted: their values are part of the key.
 	headers []string
+	// query is true when the query string is part of the key: a match
+	// reads :path.
+	query   bool
 	metrics *cacheMetrics
 }
 
 // decisionKey is what the built-in policy reads of a request outside
 // ingress and egress: the principals (or identities) as given, which the
 // model resolves the same way every time, the protocol and port, the
-// method and request target as received (normalisation is a function of
-// them), and the values of the headers the model's matches name.
+// method and the path as received (normalisation is a function of it),
+// and the values of the headers the model's matches name. The query
+// string is part of the key only when a match names :path, the one
+// header that carries it; otherwise requests that differ only in their
+// query share an entry.
 type decisionKey struct {
 	source, destination string
 	protocol            Protocol
@@ -88,7 +95,8 @@ func newDecisionCache(size int, headers []string, m *cacheMetrics) *decisionCach
 	if err != nil {
 		return nil // cannot happen: size is positive
 	}
-	return &decisionCache{lru: c, headers: headers, metrics: m}
+	_, query := slices.BinarySearch(headers, ":path")
+	return &decisionCache{lru: c, headers: headers, query: query, metrics: m}
 }
 
 // key returns the key of r, and false when its decision must not be
@@ -111,6 +119,15 @@ func (c *decisionCache) key(p *compiledPolicy, r Request) (decisionKey, bool) {
 	}
 	if k.protocol == ProtocolHTTP {
 		k.method, k.path = r.Method, r.Path
+		if path, query, ok := strings.Cut(r.Path, "?"); ok && !c.query {
+			// A query that normalisation refuses makes the request a
+			// deny of its own: evaluate it.
+			if !pathnorm.ValidQuery(query) {
+				c.metrics.bypass.Inc()
+				return decisionKey{}, false
+			}
+			k.path = path
+		}
 		if len(c.headers) > 0 {
 			k.headers = headerValues(r, c.headers)
 		}

@@ -381,6 +381,30 @@ func canonical(p string) bool {
 	return true
 }
 
+// ValidQuery reports whether Normalize accepts q as a query string: no
+// control characters, and every "%" followed by two hexadecimal digits. It
+// does not allocate.
+func ValidQuery(q string) bool {
+	for i := 0; i < len(q); i++ {
+		switch c := q[i]; {
+		case c < 0x20 || c == 0x7f:
+			return false
+		case c == '%':
+			if i+2 >= len(q) {
+				return false
+			}
+			if _, ok := unhex(q[i+1]); !ok {
+				return false
+			}
+			if _, ok := unhex(q[i+2]); !ok {
+				return false
+			}
+			i += 2
+		}
+	}
+	return true
+}
+
 // parseQuery parses a raw query string: pairs separated by "&", keys and
 // values percent-decoded with "+" as a space. Semicolons are data. It
 // returns the offset of the first problem.

@@ -2,6 +2,7 @@ package pathnorm
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net/url"
 	"reflect"
 	"testing"
@@ -207,4 +208,28 @@ func FuzzNormalize(f *testing.F) {
 		}
 		_ = Segments(p)
 	})
+}
+
+// TestValidQueryAgreesWithNormalize checks ValidQuery against the query
+// parsing of Normalize on hand-picked and generated query strings.
+func TestValidQueryAgreesWithNormalize(t *testing.T) {
+	queries := []string{
+		"", "a=1", "a=1&b=2", "a", "&&", "a=%41", "a=%4", "a=%", "%zz=1", "a=%4g", "a=%C3%A9",
+		"a=1%2", "a=+", "a=\x01", "a=\x7f", "a=%%41", "%41%42%43", "a=1;b=2", "é=1",
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "a=&%0fgZ+\x01\x7f;é"
+	for range 5000 {
+		b := make([]byte, rng.IntN(8))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		queries = append(queries, string(b))
+	}
+	for _, q := range queries {
+		_, err := Normalize("/p?" + q)
+		if got, want := ValidQuery(q), err == nil; got != want {
+			t.Fatalf("ValidQuery(%q) = %v; Normalize says %v", q, got, err)
+		}
+	}
 }

@@ -20,10 +20,9 @@ const DefaultCacheSize = 10000
 // decisionCache memoises the decisions of one policy over one model. The
 // built-in policy is a pure function of the data document and of a few
 // fields of the request, so two requests that agree on those fields get
-// the same decision: the cache is keyed by exactly them (decisionKey).
-// User modules may read anything, so with user modules loaded nothing is
-// memoised; ingress and egress requests, which read addresses and names
-// the key does not hold, are not memoised either.
+// the same decision: the cache is keyed by them (decisionKey). User
+// modules may read anything, so with user modules loaded nothing is
+// memoised.
 //
 // A cache belongs to one policy and one model: the engine replaces it,
 // empty, after every Update and SetUserModules. A decision loads the
@@ -41,12 +40,13 @@ type decisionCache struct {
 	metrics *cacheMetrics
 }
 
-// decisionKey is what the built-in policy reads of a request outside
-// ingress and egress: the principals (or identities) as given, which the
-// model resolves the same way every time, the protocol and port, the
-// method and the path as received (normalisation is a function of it),
-// and the values of the headers the model's matches name. The query
-// string is part of the key only when a match names :path, the one
+// decisionKey is what the built-in policy reads of a request: the
+// principals (or identities) as given, which the model resolves the same
+// way every time, the protocol and port, the method and the path as
+// received (normalisation is a function of it), the values of the headers
+// the model's matches name, and the ingress or egress details (client
+// address and principal, external host, server name and address). The
+// query string is part of the key only when a match names :path, the one
 // header that carries it; otherwise requests that differ only in their
 // query share an entry.
 type decisionKey struct {
@@ -55,6 +55,10 @@ type decisionKey struct {
 	port                uint32
 	method, path        string
 	headers             string
+	// ingress and egress are set when isIngress and isEgress are.
+	isIngress, isEgress bool
+	ingress             Ingress
+	egress              Egress
 }
 
 // cacheMetrics count cache lookups by result.
@@ -65,7 +69,7 @@ type cacheMetrics struct {
 func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meshward_policy_decision_cache_total",
-		Help: "Decisions by how the decision cache served them: hit (memoised), miss (evaluated and memoised) or bypass (evaluated, not memoisable: user modules, ingress or egress).",
+		Help: "Decisions by how the decision cache served them: hit (memoised), miss (evaluated and memoised) or bypass (evaluated, not memoisable: user modules loaded, or a query string normalisation refuses).",
 	}, []string{"result"})
 	if reg != nil {
 		if err := reg.Register(v); err != nil {
@@ -100,19 +104,25 @@ func newDecisionCache(size int, headers []string, m *cacheMetrics) *decisionCach
 }
 
 // key returns the key of r, and false when its decision must not be
-// memoised: no cache, user modules in the policy, or an ingress or
-// egress request.
+// memoised: no cache, user modules in the policy, or a query that
+// normalisation refuses.
 func (c *decisionCache) key(p *compiledPolicy, r Request) (decisionKey, bool) {
 	if c == nil {
 		return decisionKey{}, false
 	}
-	if p == nil || len(p.user) > 0 || r.Ingress != nil || r.Egress != nil {
+	if p == nil || len(p.user) > 0 {
 		c.metrics.bypass.Inc()
 		return decisionKey{}, false
 	}
 	k := decisionKey{
 		source: r.Source, destination: r.Destination,
 		protocol: r.Protocol, port: r.Port,
+	}
+	if r.Ingress != nil {
+		k.isIngress, k.ingress = true, *r.Ingress
+	}
+	if r.Egress != nil {
+		k.isEgress, k.egress = true, *r.Egress
 	}
 	if k.protocol == "" {
 		k.protocol = ProtocolHTTP

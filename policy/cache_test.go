@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/meshward/meshward/internal/pathnorm"
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -78,7 +77,6 @@ func cacheModel() *mesh.Model {
 // the cache) and off with the whole input, and wants the same decision
 // every time.
 func TestCacheAgreesWithEvaluation(t *testing.T) {
-	ctx := context.Background()
 	for _, mode := range []struct {
 		name       string
 		permissive bool
@@ -95,46 +93,83 @@ func TestCacheAgreesWithEvaluation(t *testing.T) {
 					}
 				}
 			}
-			reg := prometheus.NewRegistry()
-			cached := newEngine(t, Options{DryRun: mode.dryRun, Registry: reg}, m, nil)
-			// A user module that changes nothing makes the engine
-			// evaluate every request with the whole input document.
-			noop := map[string]string{"noop.rego": "package meshward.ext\n\ndeny contains \"never\" if false\n"}
-			plain := newEngine(t, Options{DryRun: mode.dryRun, CacheSize: -1}, m, noop)
-			corpus := cacheCorpus()
-			allowed := 0
-			var hits, misses float64
-			for round := range 2 {
-				hits, misses = counter(t, reg, "hit"), counter(t, reg, "miss")
-				for _, r := range corpus {
-					want, werr := plain.DecideRequest(ctx, r)
-					got, gerr := cached.DecideRequest(ctx, r)
-					if (werr == nil) != (gerr == nil) || got.Allowed != want.Allowed || got.Reason != want.Reason ||
-						!slices.Equal(got.Matched, want.Matched) || got.DryRun != want.DryRun {
-						t.Fatalf("round %d, request %+v:\nmemoised  %+v, %v\nevaluated %+v, %v", round, r, got, gerr, want, werr)
-					}
-					if got.Allowed && !strings.HasPrefix(got.Reason, "dry run") {
-						allowed++
-					}
-				}
-			}
-			if allowed == 0 || allowed == 2*len(corpus) {
-				t.Fatalf("%d of %d decisions allowed: the corpus does not tell allowed from denied", allowed, 2*len(corpus))
-			}
-			// The second round was served from the cache, except the
-			// requests whose path or query normalisation refuses: their
-			// denials are not memoised.
-			invalid := 0
-			for _, r := range corpus {
-				if _, err := pathnorm.Normalize(r.Path); r.Protocol == "" && err != nil {
-					invalid++
-				}
-			}
-			hits, misses = counter(t, reg, "hit")-hits, counter(t, reg, "miss")-misses
-			if hits == 0 || misses > float64(invalid) {
-				t.Fatalf("second round of %d requests: %v cache hits, %v misses; want hits, and misses only for the %d invalid requests", len(corpus), hits, misses, invalid)
-			}
+			assertAgreement(t, m, mode.dryRun, cacheCorpus())
 		})
+	}
+}
+
+// TestCacheAgreesOnIngressAndEgress does the same for ingress requests
+// (client addresses and principals) and requests leaving the mesh
+// (external hosts, server names, addresses).
+func TestCacheAgreesOnIngressAndEgress(t *testing.T) {
+	m := ingressModel()
+	m.Egress = egressModel().Egress
+	var corpus []Request
+	for _, backend := range []string{"bookstore/bookstore-v1", "bookstore/bookstore-v2"} {
+		for _, port := range []uint32{14001, 14443, 8080} {
+			for _, addr := range []string{"10.3.0.5", "192.168.7.1", "172.16.0.1", "10.1.2.3", ""} {
+				for _, principal := range []string{"", "nginx.ingress.cluster.local", "other.ingress.cluster.local"} {
+					for _, path := range []string{"/", "/books?page=1", "/books?page=2"} {
+						corpus = append(corpus, Request{Method: "GET", Path: path, Ingress: &Ingress{Backend: backend, Port: port, Address: addr, Principal: principal}})
+					}
+				}
+			}
+		}
+	}
+	for _, src := range []string{buyer, thief, "spiffe://cluster.local/ns/bookbuyer/sa/bookbuyer"} {
+		for _, port := range []uint32{80, 443, 5432, 8080} {
+			for _, host := range []string{"api.books.example", "API.Books.Example.:80", "img.cdn.example", "evil.example", ""} {
+				corpus = append(corpus, Request{Source: src, Port: port, Method: "GET", Path: "/catalogue", Egress: &Egress{Host: host}})
+			}
+			for _, eg := range []Egress{{SNI: "pay.example"}, {SNI: "pay.example.evil"}, {Host: "pay.example"}, {Address: "10.20.1.2"}, {Address: "fd00:20::5"}, {Address: "10.30.1.2"}, {Address: "not-an-address"}} {
+				corpus = append(corpus, Request{Source: src, Port: port, Protocol: ProtocolTCP, Egress: &eg})
+			}
+		}
+	}
+	assertAgreement(t, m, false, corpus)
+}
+
+// assertAgreement decides every request of corpus twice with memoisation
+// on and off and wants the same decisions, both allows and denies among
+// them, and the second round served from the cache except for requests
+// whose input cannot be built (their denials are not memoised).
+func assertAgreement(t *testing.T, m *mesh.Model, dryRun bool, corpus []Request) {
+	t.Helper()
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	cached := newEngine(t, Options{DryRun: dryRun, Registry: reg}, m, nil)
+	// A user module that changes nothing makes the engine evaluate every
+	// request with the whole input document.
+	noop := map[string]string{"noop.rego": "package meshward.ext\n\ndeny contains \"never\" if false\n"}
+	plain := newEngine(t, Options{DryRun: dryRun, CacheSize: -1}, m, noop)
+	allowed := 0
+	var hits, misses float64
+	for round := range 2 {
+		hits, misses = counter(t, reg, "hit"), counter(t, reg, "miss")
+		for _, r := range corpus {
+			want, werr := plain.DecideRequest(ctx, r)
+			got, gerr := cached.DecideRequest(ctx, r)
+			if (werr == nil) != (gerr == nil) || got.Allowed != want.Allowed || got.Reason != want.Reason ||
+				!slices.Equal(got.Matched, want.Matched) || got.DryRun != want.DryRun {
+				t.Fatalf("round %d, request %+v (ingress %+v, egress %+v):\nmemoised  %+v, %v\nevaluated %+v, %v", round, r, r.Ingress, r.Egress, got, gerr, want, werr)
+			}
+			if got.Allowed && !strings.HasPrefix(got.Reason, "dry run") {
+				allowed++
+			}
+		}
+	}
+	if allowed == 0 || allowed == 2*len(corpus) {
+		t.Fatalf("%d of %d decisions allowed: the corpus does not tell allowed from denied", allowed, 2*len(corpus))
+	}
+	invalid := 0
+	for _, r := range corpus {
+		if _, err := plain.Input(r); err != nil {
+			invalid++
+		}
+	}
+	hits, misses = counter(t, reg, "hit")-hits, counter(t, reg, "miss")-misses
+	if hits == 0 || misses > float64(invalid) {
+		t.Fatalf("second round of %d requests: %v cache hits, %v misses; want hits, and misses only for the %d invalid requests", len(corpus), hits, misses, invalid)
 	}
 }
 
@@ -201,23 +236,6 @@ func TestCacheFollowsPolicyAndModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	decide(true, "access rules back")
-}
-
-// TestCacheSkipsIngress checks that ingress requests, which read the
-// client's address, are evaluated every time.
-func TestCacheSkipsIngress(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	e := newEngine(t, Options{Registry: reg}, ingressModel(), nil)
-	for i, addr := range []string{"192.168.1.1", "172.16.0.1", "192.168.1.1", "172.16.0.1"} {
-		r := Request{Method: "GET", Path: "/", Ingress: &Ingress{Backend: "bookstore/bookstore-v1", Port: 14001, Address: addr}}
-		d, err := e.DecideRequest(context.Background(), r)
-		if err != nil || d.Allowed != (i%2 == 0) {
-			t.Fatalf("ingress from %s: %+v, %v; want allowed=%v", addr, d, err, i%2 == 0)
-		}
-	}
-	if hits, bypass := counter(t, reg, "hit"), counter(t, reg, "bypass"); hits != 0 || bypass != 4 {
-		t.Fatalf("ingress: %v hits, %v bypasses; want 0 and 4", hits, bypass)
-	}
 }
 
 // counter reads meshward_policy_decision_cache_total{result}.

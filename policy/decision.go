@@ -177,7 +177,7 @@ func (e *Engine) evaluate(ctx context.Context, p *compiledPolicy, input ast.Valu
 		return d, nil
 	}
 	explain, _ := rs[0].Bindings["explain"].(ast.Value)
-	e.explainDecision(&d, explain)
+	e.explainDecision(&d, explain, p.smi)
 	return d, nil
 }
 
@@ -413,7 +413,10 @@ func stringList(v ast.Value) ([]string, error) {
 
 // explainDecision sets the reason and matched rules from the built-in
 // explanation, telling how user policy changed the built-in decision.
-func (e *Engine) explainDecision(d *Decision, v ast.Value) {
+//
+// smi says the decision is SMI access itself (explainSMI): the built-in
+// decision is then the decision, and there are no user verdicts.
+func (e *Engine) explainDecision(d *Decision, v ast.Value, smi bool) {
 	o, _ := v.(ast.Object)
 	if o == nil {
 		if d.Reason == "" {
@@ -422,6 +425,9 @@ func (e *Engine) explainDecision(d *Decision, v ast.Value) {
 		return
 	}
 	builtinAllowed := termBool(o.Get(ast.InternedTerm("allowed")))
+	if smi {
+		builtinAllowed = d.Allowed
+	}
 	reason := termString(o.Get(ast.InternedTerm("reason")))
 	userReason := d.Reason
 	var denies []string

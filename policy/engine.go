@@ -67,7 +67,9 @@ type Engine struct {
 	// decideSMI is decide with SMI access (data.meshward.authz.allow) in
 	// place of the default decision path, for a policy in which they are
 	// the same (see compile); nil when another decision path is set.
-	decideSMI ast.Body
+	// explainSMI is the explanation such a decision needs: the built-in
+	// reason and matched rules, no user verdicts.
+	decideSMI, explainSMI ast.Body
 
 	// mu serialises Update and SetUserModules.
 	mu     sync.Mutex
@@ -89,6 +91,11 @@ type compiledPolicy struct {
 	user map[string]string
 	// entry is false when a user module replaced the built-in entry module.
 	entry bool
+	// smi is true when the decision is SMI access itself: the built-in
+	// entry module at the default path and no user module in
+	// meshward.ext. The decision and explanation queries are then
+	// decideSMI and explainSMI.
+	smi bool
 }
 
 // New returns an engine serving the built-in policy over an empty mesh.
@@ -104,16 +111,18 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %w", ErrDecisionPath, opts.DecisionPath, err)
 	}
-	var decideSMI ast.Body
+	var decideSMI, explainSMI ast.Body
 	if path.Equal(builtin.DefaultDecisionRef) {
 		decideSMI = ast.MustParseBody("result = " + builtin.AccessRef + "; matched = " + builtin.MatchedRef)
+		explainSMI = ast.MustParseBody(`explain = {"reason": ` + builtin.ReasonRef + `, "matched": ` + builtin.MatchedRef + `}`)
 	}
 	e := &Engine{
-		opts:      opts,
-		decide:    decide,
-		decideSMI: decideSMI,
-		explain:   ast.MustParseBody("explain = " + builtin.ExplainRef),
-		store:     inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)),
+		opts:       opts,
+		decide:     decide,
+		decideSMI:  decideSMI,
+		explainSMI: explainSMI,
+		explain:    ast.MustParseBody("explain = " + builtin.ExplainRef),
+		store:      inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)),
 
 		cacheMetrics: newCacheMetrics(opts.Registry),
 	}
@@ -252,11 +261,11 @@ func (e *Engine) compile(ctx context.Context, sources map[string]string) (*compi
 	// The built-in entry module allows what SMI access allows unless a
 	// user's meshward.ext says otherwise: without such a module its
 	// decision is data.meshward.authz.allow, one rule evaluation less.
-	decide := e.decide
+	decide, explain := e.decide, e.explain
 	if entry && !hooks && e.decideSMI != nil {
-		decide = e.decideSMI
+		decide, explain, out.smi = e.decideSMI, e.explainSMI, true
 	}
-	for q, pq := range map[*ast.Body]*rego.PreparedEvalQuery{&decide: &out.decide, &e.explain: &out.explain} {
+	for q, pq := range map[*ast.Body]*rego.PreparedEvalQuery{&decide: &out.decide, &explain: &out.explain} {
 		var err error
 		*pq, err = rego.New(rego.ParsedQuery(*q), rego.Compiler(c), rego.Store(e.store)).PrepareForEval(ctx)
 		if err != nil {

@@ -41,13 +41,14 @@ const DefaultDecisionPath = "envoy/authz/allow"
 
 // References the policy engine evaluates next to the decision path: the
 // matched rules with every decision, the explanation when a decision needs
-// more explaining than its matched rules, and SMI access alone, which is
-// the default decision when no user module extends it (package
-// meshward.ext).
+// more explaining than its matched rules, and SMI access alone and its
+// reason, which are the default decision and its explanation when no user
+// module extends it (package meshward.ext).
 const (
 	MatchedRef = "data.meshward.authz.matched"
 	ExplainRef = "data.meshward.authz.explain"
 	AccessRef  = "data.meshward.authz.allow"
+	ReasonRef  = "data.meshward.authz.reason"
 )
 
 // DefaultDecisionRef is DefaultDecisionPath as a reference.

@@ -77,23 +77,31 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
-// BenchmarkDecideDenied measures a denied decision (an unlisted caller),
-// which also evaluates the explanation, at 1,000 TrafficTargets, with
-// memoisation off.
+// BenchmarkDecideDenied measures denied decisions, which also evaluate
+// the explanation, at 1,000 TrafficTargets with memoisation off: a caller
+// no TrafficTarget lists (denied=unlisted) and a listed caller whose
+// request no match allows (denied=no-match).
 func BenchmarkDecideDenied(b *testing.B) {
 	e := benchEngine(b, 1000, Options{CacheSize: -1})
-	r := benchRequest(1)
-	r.Destination = "spiffe://cluster.local/ns/app-2/sa/app"
+	unlisted := benchRequest(1)
+	unlisted.Destination = "spiffe://cluster.local/ns/app-2/sa/app"
+	noMatch := benchRequest(1)
+	noMatch.Method = "DELETE"
 	ctx := context.Background()
-	b.Run("impl=decide", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if d, _ := e.DecideRequest(ctx, r); d.Allowed {
-				b.Fatal("allowed")
+	for _, c := range []struct {
+		name string
+		r    Request
+	}{{"unlisted", unlisted}, {"no-match", noMatch}} {
+		b.Run("denied="+c.name+"/impl=decide", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if d, _ := e.DecideRequest(ctx, c.r); d.Allowed {
+					b.Fatal("allowed")
+				}
 			}
-		}
-	})
-	b.Run("impl=baseline-opa-floor", func(b *testing.B) { opaFloor(b, e, r) })
+		})
+	}
+	b.Run("impl=baseline-opa-floor", func(b *testing.B) { opaFloor(b, e, unlisted) })
 }
 
 // opaFloor evaluates "x = true" with the input of r, as the baseline.

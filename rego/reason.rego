@@ -50,14 +50,14 @@ access_kinds := data.meshward.options.accessKinds
 # origins lists the TrafficTargets that name this caller and callee.
 origins := concat(", ", {r.origin | some r in rules})
 
-has(kind) if {
+# kinds lists the kinds of rules (http, tcp, udp) that the TrafficTargets
+# naming this caller and callee grant: computed once for every branch of
+# the denial's reason.
+kinds contains kind if {
 	some r in rules
+	some kind in ["http", "tcp", "udp"]
 	count(r[kind]) > 0
 }
-
-has_l4 if has("tcp")
-
-has_l4 if has("udp")
 
 protocol := input.meshward.protocol
 
@@ -69,30 +69,32 @@ method_text := m if {
 	m := input.attributes.request.http.method
 } else := "(no method)"
 
-denied_reason := sprintf("HTTP rules do not allow TCP: %s allows %s to call %s over HTTP only; TCP needs a TCPRoute rule", [origins, source, destination]) if {
+# denied_reason says why rules that name the caller and callee still deny
+# the request, by protocol.
+denied_reason := http_denied if {
+	protocol == "http"
+} else := tcp_denied if {
 	protocol == "tcp"
-	not has("tcp")
-	has("http")
-} else := sprintf("no TCPRoute rule of %s allows %s to connect to %s", [origins, source, destination]) if {
-	protocol == "tcp"
-	not has("tcp")
-} else := sprintf("no TCPRoute of %s allows port %s", [origins, port_text]) if {
-	protocol == "tcp"
-} else := sprintf("no UDPRoute rule of %s allows %s to reach %s", [origins, source, destination]) if {
+} else := udp_denied if {
 	protocol == "udp"
-	not has("udp")
-} else := sprintf("no UDPRoute of %s allows port %s", [origins, port_text]) if {
-	protocol == "udp"
-} else := sprintf("TCP rules do not allow HTTP requests: %s allows %s to call %s over TCP only; HTTP needs an HTTPRouteGroup rule", [origins, source, destination]) if {
-	protocol == "http"
-	not has("http")
-	has_l4
-} else := sprintf("no HTTPRouteGroup rule of %s allows HTTP from %s to %s", [origins, source, destination]) if {
-	protocol == "http"
-	not has("http")
-} else := "the request has no normalised path (input.meshward.path)" if {
-	protocol == "http"
-	not input.meshward.path
-} else := sprintf("no HTTPRouteGroup match of %s allows %s %s", [origins, method_text, input.meshward.path]) if {
-	protocol == "http"
 } else := sprintf("protocol %q is not http, tcp or udp", [object.get(input, ["meshward", "protocol"], "")])
+
+http_denied := sprintf("TCP rules do not allow HTTP requests: %s allows %s to call %s over TCP only; HTTP needs an HTTPRouteGroup rule", [origins, source, destination]) if {
+	not "http" in kinds
+	count(kinds) > 0
+} else := sprintf("no HTTPRouteGroup rule of %s allows HTTP from %s to %s", [origins, source, destination]) if {
+	not "http" in kinds
+} else := "the request has no normalised path (input.meshward.path)" if {
+	not input.meshward.path
+} else := sprintf("no HTTPRouteGroup match of %s allows %s %s", [origins, method_text, input.meshward.path])
+
+tcp_denied := sprintf("HTTP rules do not allow TCP: %s allows %s to call %s over HTTP only; TCP needs a TCPRoute rule", [origins, source, destination]) if {
+	not "tcp" in kinds
+	"http" in kinds
+} else := sprintf("no TCPRoute rule of %s allows %s to connect to %s", [origins, source, destination]) if {
+	not "tcp" in kinds
+} else := sprintf("no TCPRoute of %s allows port %s", [origins, port_text])
+
+udp_denied := sprintf("no UDPRoute rule of %s allows %s to reach %s", [origins, source, destination]) if {
+	not "udp" in kinds
+} else := sprintf("no UDPRoute of %s allows port %s", [origins, port_text])

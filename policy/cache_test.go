@@ -210,6 +210,11 @@ func TestCacheFollowsPolicyAndModel(t *testing.T) {
 			} else if d.ID == first.ID {
 				t.Fatalf("%s: a memoised decision repeats the id %s", when, d.ID)
 			}
+			// The first decision after a change is evaluated; the second
+			// is memoised unless user modules are loaded.
+			if wantMemo := i == 1 && len(e.UserModules()) == 0; d.Memoised != wantMemo {
+				t.Fatalf("%s (decision %d): memoised %v, want %v", when, i, d.Memoised, wantMemo)
+			}
 		}
 		return first
 	}

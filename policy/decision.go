@@ -32,6 +32,10 @@ type Decision struct {
 	// DryRun is true when the engine runs in dry-run mode; Allowed is
 	// then always true and Reason tells the real decision.
 	DryRun bool `json:"dryRun,omitempty"`
+	// Memoised is true when the decision came from the decision cache: an
+	// earlier request that agreed with this one in everything the
+	// built-in policy reads was evaluated, with the same policy and model.
+	Memoised bool `json:"memoised,omitempty"`
 
 	// The fields of an object result, as opa-envoy-plugin reads them.
 	HTTPStatus             int                 `json:"http_status,omitempty"`
@@ -74,7 +78,7 @@ func (e *Engine) DecideRequestWith(ctx context.Context, r Request, fields func(*
 	key, cacheable := c.key(p, r)
 	if cacheable {
 		if d, ok := c.get(key); ok {
-			d.ID = newID()
+			d.ID, d.Memoised = newID(), true
 			return e.finish(d), nil
 		}
 	}

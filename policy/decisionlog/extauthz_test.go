@@ -52,7 +52,8 @@ func TestExtAuthz(t *testing.T) {
 	}
 	const a, b, x = "spiffe://cluster.local/ns/a/sa/a", "spiffe://cluster.local/ns/b/sa/b", "spiffe://cluster.local/ns/x/sa/x"
 	var ids []string
-	for _, req := range []*authv3.CheckRequest{check(a, b, "GET", "/"), check(x, b, "POST", "/admin")} {
+	// The third check repeats the first: memoised, logged as such.
+	for _, req := range []*authv3.CheckRequest{check(a, b, "GET", "/"), check(x, b, "POST", "/admin"), check(a, b, "GET", "/")} {
 		resp, err := srv.Check(ctx, req)
 		if err != nil {
 			t.Fatal(err)
@@ -61,10 +62,10 @@ func TestExtAuthz(t *testing.T) {
 	}
 
 	events := consoleEvents(console)
-	if len(events) != 2 {
-		t.Fatalf("got %d events, want 2", len(events))
+	if len(events) != 3 {
+		t.Fatalf("got %d events, want 3", len(events))
 	}
-	for i, want := range []bool{true, false} {
+	for i, want := range []bool{true, false, true} {
 		e := events[i]
 		if e["decision_id"] != ids[i] || ids[i] == "" {
 			t.Errorf("event %d decision_id = %v, want the response's %q", i, e["decision_id"], ids[i])
@@ -75,6 +76,12 @@ func TestExtAuthz(t *testing.T) {
 		if e["path"] != "envoy/authz/allow" {
 			t.Errorf("event %d path = %v", i, e["path"])
 		}
+		if memo, want := get(e, "result", "memoised"), i == 2; (memo == true) != want {
+			t.Errorf("event %d result.memoised = %v, want %v", i, memo, want)
+		}
+	}
+	if ids[2] == ids[0] {
+		t.Errorf("the memoised decision repeats the id %s", ids[0])
 	}
 	if r, _ := get(events[1], "result", "reason").(string); !strings.Contains(r, "not in the mesh") {
 		t.Errorf("denied reason = %q", r)

@@ -233,6 +233,9 @@ func result(d policy.Decision) map[string]any {
 	if d.DryRun {
 		r["dry_run"] = true
 	}
+	if d.Memoised {
+		r["memoised"] = true
+	}
 	if d.HTTPStatus != 0 {
 		r["http_status"] = d.HTTPStatus
 	}

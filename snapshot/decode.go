@@ -175,6 +175,7 @@ func normalizeHeaders(raw map[string]any, ref mesh.ObjectRef) []mesh.Finding {
 		return nil
 	}
 	var findings []mesh.Finding
+	var dropped []string
 	kept := matches[:0]
 	for i, m := range matches {
 		match, ok := m.(map[string]any)
@@ -196,14 +197,39 @@ func normalizeHeaders(raw map[string]any, ref mesh.ObjectRef) []mesh.Finding {
 				Reason:  "InvalidHeaders",
 				Message: fmt.Sprintf("%s; match %q is ignored and matches nothing", problem.message, name),
 			})
+			if name != "" {
+				dropped = append(dropped, name)
+			}
 			continue
 		}
 		match["headers"] = list
 		kept = append(kept, match)
 	}
 	spec["matches"] = kept
+	if len(dropped) > 0 {
+		// The translators find the match gone; the annotation tells them
+		// it was there and is reported already, so that a rule naming it
+		// is not reported again as naming an unknown match.
+		md, _ := raw["metadata"].(map[string]any)
+		if md == nil {
+			md = map[string]any{}
+			raw["metadata"] = md
+		}
+		ann, _ := md["annotations"].(map[string]any)
+		if ann == nil {
+			ann = map[string]any{}
+			md["annotations"] = ann
+		}
+		b, _ := json.Marshal(dropped)
+		ann[DroppedMatchesAnnotation] = string(b)
+	}
 	return findings
 }
+
+// DroppedMatchesAnnotation is set by the decoder on an HTTPRouteGroup whose
+// malformed matches it removed (reported as InvalidHeaders): a JSON list
+// of their names. It lives only in the decoded object.
+const DroppedMatchesAnnotation = "meshward.io/dropped-matches"
 
 type fieldProblem struct{ field, message string }
 

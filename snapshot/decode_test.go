@@ -71,6 +71,9 @@ spec:
 	if len(findings) != 1 || findings[0].Field != "spec.matches[0].headers[0]" || findings[0].Reason != "InvalidHeaders" {
 		t.Fatalf("findings %+v", findings)
 	}
+	if got := g.Annotations[snapshot.DroppedMatchesAnnotation]; got != `["bad"]` {
+		t.Fatalf("annotation %s = %q, want the dropped match's name", snapshot.DroppedMatchesAnnotation, got)
+	}
 }
 
 func TestDecodeConvertsSplitV1alpha2AndDefaultsNamespace(t *testing.T) {

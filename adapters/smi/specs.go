@@ -1,6 +1,7 @@
 package smi
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	specsv1alpha4 "github.com/servicemeshinterface/smi-sdk-go/pkg/apis/specs/v1alpha4"
 
 	"github.com/meshward/meshward/mesh"
+	"github.com/meshward/meshward/snapshot"
 )
 
 // httpGroup is an HTTPRouteGroup resolved once per translation.
@@ -38,6 +40,27 @@ func (g *httpGroup) lookup(name string) (index int, known bool) {
 		return 0, false
 	}
 	return g.names[i].index, true
+}
+
+// addDropped records the matches the decoder removed from g as malformed
+// (and reported, snapshot.DroppedMatchesAnnotation): known by name but
+// invalid, like the invalid matches resolveHTTPGroup reports, so that a
+// rule naming one is not reported again as naming an unknown match.
+func (g *httpGroup) addDropped(obj *specsv1alpha4.HTTPRouteGroup) {
+	v := obj.Annotations[snapshot.DroppedMatchesAnnotation]
+	if v == "" {
+		return
+	}
+	var dropped []string
+	if json.Unmarshal([]byte(v), &dropped) != nil {
+		return
+	}
+	for _, name := range dropped {
+		if _, known := g.lookup(name); !known {
+			g.names = append(g.names, namedMatch{name: name, index: -1})
+			slices.SortFunc(g.names, func(a, b namedMatch) int { return strings.Compare(a.name, b.name) })
+		}
+	}
 }
 
 // regexCache remembers which RE2 expressions compile, so that an
@@ -74,6 +97,7 @@ func resolveHTTPGroup(g *specsv1alpha4.HTTPRouteGroup, cache regexCache, fs *fin
 	in := g.Spec.Matches
 	out := &httpGroup{ref: gref}
 	if len(in) == 0 {
+		out.addDropped(g)
 		return out
 	}
 	// Visit the matches by name, then position: valid matches come out
@@ -109,6 +133,7 @@ func resolveHTTPGroup(g *specsv1alpha4.HTTPRouteGroup, cache regexCache, fs *fin
 			out.names = append(out.names, namedMatch{name: name, index: index})
 		}
 	}
+	out.addDropped(g)
 	return out
 }
 

@@ -17,6 +17,13 @@ import (
 // Options.CacheSize is 0.
 const DefaultCacheSize = 10000
 
+// maxKeyBytes bounds the strings of a memoised request's key (principals,
+// method, path, header values, ingress and egress details): a larger
+// request is evaluated every time, so that a full cache stays small
+// whatever its clients send (a denial's reason repeats the path, so an
+// entry holds at most about twice this).
+const maxKeyBytes = 1024
+
 // decisionCache memoises the decisions of one policy over one model. The
 // built-in policy is a pure function of the data document and of a few
 // fields of the request, so two requests that agree on those fields get
@@ -69,7 +76,7 @@ type cacheMetrics struct {
 func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meshward_policy_decision_cache_total",
-		Help: "Decisions by how the decision cache served them: hit (memoised), miss (evaluated and memoised) or bypass (evaluated, not memoisable: user modules loaded, or a query string normalisation refuses).",
+		Help: "Decisions by how the decision cache served them: hit (memoised), miss (evaluated and memoised) or bypass (evaluated, not memoisable: user modules loaded, a query string normalisation refuses, or a request larger than the cache keeps).",
 	}, []string{"result"})
 	if reg != nil {
 		if err := reg.Register(v); err != nil {
@@ -104,8 +111,8 @@ func newDecisionCache(size int, headers []string, m *cacheMetrics) *decisionCach
 }
 
 // key returns the key of r, and false when its decision must not be
-// memoised: no cache, user modules in the policy, or a query that
-// normalisation refuses.
+// memoised: no cache, user modules in the policy, a query that
+// normalisation refuses, or a key over maxKeyBytes.
 func (c *decisionCache) key(p *compiledPolicy, r Request) (decisionKey, bool) {
 	if c == nil {
 		return decisionKey{}, false
@@ -142,7 +149,18 @@ func (c *decisionCache) key(p *compiledPolicy, r Request) (decisionKey, bool) {
 			k.headers = headerValues(r, c.headers)
 		}
 	}
+	if k.size() > maxKeyBytes {
+		c.metrics.bypass.Inc()
+		return decisionKey{}, false
+	}
 	return k, true
+}
+
+// size is the length of the key's strings.
+func (k *decisionKey) size() int {
+	return len(k.source) + len(k.destination) + len(k.method) + len(k.path) + len(k.headers) +
+		len(k.ingress.Backend) + len(k.ingress.Address) + len(k.ingress.Principal) +
+		len(k.egress.Host) + len(k.egress.SNI) + len(k.egress.Address)
 }
 
 // headerValues encodes the values that the input's headers object holds

@@ -243,6 +243,30 @@ func TestCacheFollowsPolicyAndModel(t *testing.T) {
 	decide(true, "access rules back")
 }
 
+// TestCacheSkipsLargeRequests checks that a request whose key would be
+// large (here a 2 KiB path) is evaluated every time, so that clients
+// cannot fill the cache with large entries.
+func TestCacheSkipsLargeRequests(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEngine(t, Options{Registry: reg}, bookstore(), nil)
+	long := get(buyer, store, "/books-bought/"+strings.Repeat("x", 2048), nil)
+	short := get(buyer, store, "/books-bought/x", nil)
+	for i := range 2 {
+		for _, r := range []Request{long, short} {
+			d, err := e.DecideRequest(context.Background(), r)
+			if err != nil || !d.Allowed {
+				t.Fatalf("decision %+v, %v; want allowed", d, err)
+			}
+			if want := i == 1 && r.Path == short.Path; d.Memoised != want {
+				t.Fatalf("round %d, path of %d bytes: memoised %v, want %v", i, len(r.Path), d.Memoised, want)
+			}
+		}
+	}
+	if got := counter(t, reg, "bypass"); got != 2 {
+		t.Fatalf("%v bypasses; want 2 (the long request, twice)", got)
+	}
+}
+
 // counter reads meshward_policy_decision_cache_total{result}.
 func counter(t *testing.T, g prometheus.Gatherer, result string) float64 {
 	t.Helper()

@@ -232,6 +232,16 @@ func TestCacheFollowsPolicyAndModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	decide(true, "user module removed")
+	// A model that changes nothing the policy reads (a new Service) keeps
+	// the memoised decisions.
+	withService := bookstore()
+	withService.Services = append(withService.Services, mesh.Service{ServiceKey: mesh.ServiceKey{Namespace: "bookstore", Name: "extra"}})
+	if err := e.Update(ctx, withService); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := e.DecideRequest(ctx, req); err != nil || !d.Allowed || !d.Memoised {
+		t.Fatalf("after a model change the policy does not read: %+v, %v; want the memoised allow", d, err)
+	}
 	empty := &mesh.Model{Options: mesh.DefaultOptions(), Identities: bookstore().Identities}
 	if err := e.Update(ctx, empty); err != nil {
 		t.Fatal(err)

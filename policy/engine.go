@@ -72,10 +72,12 @@ type Engine struct {
 	decideSMI, explainSMI ast.Body
 
 	// mu serialises Update and SetUserModules.
-	mu     sync.Mutex
-	policy atomic.Pointer[compiledPolicy]
-	model  atomic.Pointer[identityIndex]
-	ports  portCache
+	mu sync.Mutex
+	// written is the data document last written to the store (under mu).
+	written ast.Value
+	policy  atomic.Pointer[compiledPolicy]
+	model   atomic.Pointer[identityIndex]
+	ports   portCache
 	// cache memoises decisions of the current policy and model; nil when
 	// memoisation is off.
 	cache        atomic.Pointer[decisionCache]
@@ -157,17 +159,41 @@ func decisionRef(p string) (ast.Ref, error) {
 // Update makes m the model that decisions use: it writes Data(m) to the
 // store in one write transaction and then switches the identity index. A
 // nil model is an empty mesh.
+//
+// A model that changes nothing the policy reads (its Services, endpoints,
+// splits and routes, say, but not its identities, access rules, ingress,
+// egress or options) leaves the store, the index and the memoised
+// decisions as they are: endpoint churn does not empty the decision
+// cache.
 func (e *Engine) Update(ctx context.Context, m *mesh.Model) error {
 	idx := newIdentityIndex(m)
 	doc := dataValueWith(m, idx)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.written != nil && e.written.Compare(doc) == 0 && sameIdentities(e.model.Load(), idx) {
+		return nil
+	}
 	if err := storage.WriteOne(ctx, e.store, storage.AddOp, storage.Path{"meshward"}, doc); err != nil {
 		return fmt.Errorf("policy data not written: %w", err)
 	}
+	e.written = doc
 	e.model.Store(idx)
 	e.resetCache()
 	return nil
+}
+
+// sameIdentities reports whether two indexes know the same identities by
+// name (the data document holds only those whose principal is unique).
+func sameIdentities(a, b *identityIndex) bool {
+	if a == nil || b == nil || len(a.byName) != len(b.byName) {
+		return false
+	}
+	for name := range a.byName {
+		if _, ok := b.byName[name]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // resetCache replaces the decision cache with an empty one for the

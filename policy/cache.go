@@ -31,8 +31,9 @@ const maxKeyBytes = 1024
 // modules may read anything, so with user modules loaded nothing is
 // memoised.
 //
-// A cache belongs to one policy and one model: the engine replaces it,
-// empty, after every Update and SetUserModules. A decision loads the
+// A cache belongs to one policy and one data document: the engine
+// replaces it, empty, after every SetUserModules and every Update that
+// changes the data document. A decision loads the
 // cache before the policy and the model, so whatever it stores was
 // decided with state at least as new as the cache's; a decision made with
 // newer state lands in a cache that is already being replaced.

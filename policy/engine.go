@@ -47,8 +47,8 @@ type Options struct {
 	// CacheSize is how many decisions of the built-in policy the engine
 	// memoises (DefaultCacheSize when 0; a negative size turns
 	// memoisation off). Decisions are memoised only while no user module
-	// is loaded; the cache is emptied whenever the model or the policy
-	// changes.
+	// is loaded; the cache is emptied whenever the policy data (see
+	// Update) or the policy changes.
 	CacheSize int
 	// Registry, when not nil, receives the engine's metrics.
 	Registry prometheus.Registerer

@@ -44,7 +44,7 @@ func addServerFlags(fs *pflag.FlagSet) *serverFlags {
 	fs.BoolVar(&f.dryRun, "dry-run", false, "decide and log, but allow every request")
 	fs.StringVar(&f.decisionHeader, "decision-header", "", "response header carrying the decision id (off by default)")
 	fs.StringVar(&f.decisionLogs, "decision-log-config", "", "OPA configuration file with a decision_logs section (console and/or a remote service) for ext_authz decisions")
-	fs.IntVar(&f.cacheSize, "decision-cache-size", policy.DefaultCacheSize, "decisions of the built-in policy to memoise (emptied on every model or policy change; not used while user Rego is loaded; negative turns memoisation off)")
+	fs.IntVar(&f.cacheSize, "decision-cache-size", policy.DefaultCacheSize, "decisions of the built-in policy to memoise (emptied when access rules, identities or the policy change; not used while user Rego is loaded; negative turns memoisation off)")
 	fs.StringSliceVar(&f.trustedProxies, "nginx-trusted-proxies", []string{"127.0.0.0/8", "::1/128"}, "CIDRs of the nginx instances whose client-address and principal headers are believed")
 	return f
 }

@@ -28,8 +28,9 @@ import (
 const (
 	// issueTimeout bounds one round of issuing.
 	issueTimeout = 30 * time.Second
-	// certRetryInterval is the wait before issuing again after a failure.
-	certRetryInterval = 10 * time.Second
+	// defaultCertRetryInterval is the wait before issuing again after a
+	// failure, unless Options.CertRetryInterval sets another.
+	defaultCertRetryInterval = 10 * time.Second
 )
 
 // errSecretsUnsafe is returned by New for an Issuer without VerifyPeer.
@@ -43,6 +44,7 @@ var errSecretsUnsafe = errors.New("SDS secrets hold private keys: an Issuer need
 type secrets struct {
 	issuer             certs.Issuer
 	ttl                time.Duration
+	retry              time.Duration
 	certName, rootName string
 
 	mu sync.Mutex
@@ -79,10 +81,13 @@ func newSecrets(opts Options) (*secrets, error) {
 		return nil, errSecretsUnsafe
 	case opts.CertTTL < 0:
 		return nil, fmt.Errorf("CertTTL %s is negative", opts.CertTTL)
+	case opts.CertRetryInterval < 0:
+		return nil, fmt.Errorf("CertRetryInterval %s is negative", opts.CertRetryInterval)
 	}
 	return &secrets{
 		issuer:   opts.Issuer,
 		ttl:      opts.CertTTL,
+		retry:    cmp.Or(opts.CertRetryInterval, defaultCertRetryInterval),
 		certName: cmp.Or(opts.Translate.SDSCertName, translate.DefaultSDSCertName),
 		rootName: cmp.Or(opts.Translate.SDSRootName, translate.DefaultSDSRootName),
 		certs:    map[mesh.Identity]*identityCert{},
@@ -152,7 +157,7 @@ func (sc *secrets) refresh(ids []mesh.Identity, now time.Time) (map[mesh.Identit
 	for i, id := range due {
 		c := sc.certs[id]
 		if errs[i] != nil {
-			c.renewAt = now.Add(certRetryInterval)
+			c.renewAt = now.Add(sc.retry)
 			failed[id] = errs[i]
 		} else {
 			*c = *issued[i]
@@ -285,7 +290,7 @@ func (s *Server) reportSecretFailures(failed map[mesh.Identity]error, bundleErr 
 	}
 	for id, err := range failed {
 		s.metrics.updateFailures.WithLabelValues(stageCertificate).Inc()
-		s.log.Error(err, "SDS certificate not issued; the last one (if any) is served, and issuing is retried", "identity", id.String(), "retryIn", certRetryInterval.String())
+		s.log.Error(err, "SDS certificate not issued; the last one (if any) is served, and issuing is retried", "identity", id.String(), "retryIn", s.secrets.retry.String())
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -54,6 +54,9 @@ type Options struct {
 	// CertTTL is the lifetime of the certificates Issuer issues; 0 means
 	// the issuer's default.
 	CertTTL time.Duration
+	// CertRetryInterval is the wait before issuing a certificate again
+	// after the Issuer failed; 0 means 10 seconds.
+	CertRetryInterval time.Duration
 }
 
 // Server is meshward's xDS server: ADS over gRPC, state of the world and

@@ -96,7 +96,9 @@ func (e *Engine) DecideRequestWith(ctx context.Context, r Request, fields func(*
 		return e.finish(d), nil
 	}
 	d, err := e.evaluate(ctx, p, in)
-	if err == nil && cacheable {
+	// A context that ended during evaluation may have cut the explanation
+	// short: such a decision is not memoised.
+	if err == nil && cacheable && ctx.Err() == nil {
 		c.put(key, d)
 	}
 	return e.finish(d), err

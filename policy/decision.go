@@ -34,7 +34,7 @@ type Decision struct {
 	DryRun bool `json:"dryRun,omitempty"`
 	// Memoised is true when the decision came from the decision cache: an
 	// earlier request that agreed with this one in everything the
-	// built-in policy reads was evaluated, with the same policy and model.
+	// built-in policy reads was evaluated, with the same policy and data.
 	Memoised bool `json:"memoised,omitempty"`
 
 	// The fields of an object result, as opa-envoy-plugin reads them.

@@ -119,34 +119,11 @@ func TestControllerServesPoliciesFromTheCluster(t *testing.T) {
 	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "meshward-system"}}); err != nil {
 		t.Fatal(err)
 	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs := &testenv.SyncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- cli.Run(ctx, []string{
-			"controller", "--kubeconfig", kubeconfig, "--instance", "test", "--namespace", "meshward-system",
-			"--ext-authz-address", "127.0.0.1:0", "--nginx-auth-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0",
-			"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--debounce", "20ms", "--signer-address", "0",
-		}, &strings.Builder{}, logs)
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != cli.ExitOK {
-			t.Errorf("controller exited %d; logs:\n%s", code, logs.String())
-		}
-	}()
-	addr := regexp.MustCompile(`msg="ext_authz server listening" address=(\S+)`)
-	testenv.Eventually(t, 30*time.Second, func() error {
-		if addr.FindStringSubmatch(logs.String()) == nil {
-			return errors.New("ext_authz server not listening yet")
-		}
-		return nil
-	})
-	conn, err := grpc.NewClient(addr.FindStringSubmatch(logs.String())[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	ctrl := startController(t, env,
+		"--ext-authz-address", "127.0.0.1:0", "--nginx-auth-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0",
+		"--debounce", "20ms", "--signer-address", "0")
+	logs := ctrl.logs
+	conn, err := grpc.NewClient(ctrl.address(t, "ext_authz server"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,4 +189,56 @@ deny contains "books-bought is closed today" if input.meshward.path == "/books-b
 	if ok, _ := check(t, authz, buyer, store, "/buy-a-book/new"); !ok {
 		t.Fatal("the previous policies are not in force")
 	}
+}
+
+// controller is a `meshward controller` running against a test API server.
+type controller struct {
+	logs *testenv.SyncBuffer
+	done chan int
+}
+
+// startController runs `meshward controller` against env, in namespace
+// meshward-system, with the flags every test needs and extra. It stops
+// when the test ends, which fails unless it exits cleanly.
+func startController(t *testing.T, env *testenv.Env, extra ...string) *controller {
+	t.Helper()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{
+		"controller", "--kubeconfig", kubeconfig, "--instance", "test", "--namespace", "meshward-system",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+	}, extra...)
+	c := &controller{logs: &testenv.SyncBuffer{}, done: make(chan int, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { c.done <- cli.Run(ctx, args, &strings.Builder{}, c.logs) }()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-c.done; code != cli.ExitOK {
+			t.Errorf("controller exited %d; logs:\n%s", code, c.logs.String())
+		}
+	})
+	return c
+}
+
+// address waits until the controller logs that server (e.g. "ext_authz
+// server") is listening and returns its address. It fails the test if the
+// controller exits first.
+func (c *controller) address(t *testing.T, server string) string {
+	t.Helper()
+	listening := regexp.MustCompile(`msg="` + regexp.QuoteMeta(server) + ` listening" address=(\S+)`)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		select {
+		case code := <-c.done:
+			c.done <- code
+			t.Fatalf("controller exited %d; logs:\n%s", code, c.logs.String())
+		default:
+		}
+		if listening.FindStringSubmatch(c.logs.String()) == nil {
+			return fmt.Errorf("%s not listening yet", server)
+		}
+		return nil
+	})
+	return listening.FindStringSubmatch(c.logs.String())[1]
 }

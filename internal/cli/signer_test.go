@@ -11,13 +11,11 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -52,41 +50,10 @@ func TestControllerSigningEndpoint(t *testing.T) {
 	if err := env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "frontend"}}); err != nil {
 		t.Fatal(err)
 	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs := &testenv.SyncBuffer{}
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- cli.Run(runCtx, []string{
-			"controller", "--kubeconfig", kubeconfig, "--instance", "test", "--namespace", "meshward-system",
-			"--ext-authz-address", "0", "--nginx-auth-address", "0", "--xds-address", "0",
-			"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-			"--signer-address", "127.0.0.1:0",
-		}, &strings.Builder{}, logs)
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != cli.ExitOK {
-			t.Errorf("controller exited %d; logs:\n%s", code, logs.String())
-		}
-	}()
-	listening := regexp.MustCompile(`msg="signing endpoint listening" address=(\S+)`)
-	testenv.Eventually(t, 30*time.Second, func() error {
-		select {
-		case code := <-done:
-			done <- code
-			t.Fatalf("controller exited %d; logs:\n%s", code, logs.String())
-		default:
-		}
-		if listening.FindStringSubmatch(logs.String()) == nil {
-			return errors.New("signing endpoint not listening yet")
-		}
-		return nil
-	})
-	addr := listening.FindStringSubmatch(logs.String())[1]
+	ctrl := startController(t, env,
+		"--ext-authz-address", "0", "--nginx-auth-address", "0", "--xds-address", "0",
+		"--signer-address", "127.0.0.1:0")
+	addr := ctrl.address(t, "signing endpoint")
 
 	// The trust bundle, as an operator reads it to give it to workloads.
 	var secret corev1.Secret

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -192,78 +190,21 @@ func noRoute(err error) error {
 // routes use (see docs/xds.md, Server limits).
 func testPriorityChange(t *testing.T, w *world, p params, c *client) {
 	const window = 50
-	var (
-		mu       sync.Mutex
-		served   = map[string]int{}
-		recent   []string
-		failures []error
-		calls    atomic.Int64
-	)
-	stopped := make(chan struct{})
-	var stopping atomic.Bool
-	go func() {
-		defer close(stopped)
-		for !stopping.Load() {
-			pod, err := c.call("/shop.Catalog/List", 0)
-			calls.Add(1)
-			mu.Lock()
-			if err != nil {
-				failures = append(failures, err)
-			} else {
-				served[pod]++
-				recent = append(recent, pod)
-				if len(recent) > window {
-					recent = recent[1:]
-				}
-			}
-			mu.Unlock()
-		}
-	}()
-	stop := func() {
-		stopping.Store(true)
-		<-stopped
-	}
-	defer stop()
-	allTo := func(pod string) func() error {
-		return func() error {
-			mu.Lock()
-			defer mu.Unlock()
-			n := 0
-			for _, p := range recent {
-				if p == pod {
-					n++
-				}
-			}
-			if len(recent) < window || n < window {
-				return fmt.Errorf("%d of the last %d calls went to %s", n, len(recent), pod)
-			}
-			return nil
-		}
-	}
-	dataplane.Eventually(t, wait, "calls of /shop.Catalog/List go to v1 before the change", allTo(v1Pod))
-	mu.Lock()
-	before := map[string]int{v1Pod: served[v1Pod], v2Pod: served[v2Pod]}
-	recent = recent[:0]
-	mu.Unlock()
+	caller := dataplane.StartCaller(t, window, func() (string, error) { return c.call("/shop.Catalog/List", 0) })
+	dataplane.Eventually(t, wait, "calls of /shop.Catalog/List go to v1 before the change", caller.MostTo(v1Pod, window))
+	before := caller.Served()
+	caller.Forget()
 
 	changed := time.Now()
 	p.FallbackPriority = 5
 	w.apply(t, p)
-	dataplane.Eventually(t, wait, "calls of /shop.Catalog/List go to v2 once a-fallback has priority 5", allTo(v2Pod))
+	dataplane.Eventually(t, wait, "calls of /shop.Catalog/List go to v2 once a-fallback has priority 5", caller.MostTo(v2Pod, window))
 	took := time.Since(changed)
-	stop()
+	caller.Stop()
 
-	mu.Lock()
+	failed := caller.ReportFailures(t, "during the change")
 	t.Logf("%d calls of /shop.Catalog/List while a-fallback's priority changed from 20 to 5: before the change %v, in all %v, %d failed; all of the last %d served by %s %s after the change",
-		calls.Load(), before, served, len(failures), window, v2Pod, took.Round(time.Millisecond))
-	for i, err := range failures {
-		if i == 5 {
-			t.Errorf("... and %d more", len(failures)-5)
-			break
-		}
-		t.Errorf("a call failed during the change: %v", err)
-	}
-	mu.Unlock()
+		caller.Calls(), before, caller.Served(), failed, window, v2Pod, took.Round(time.Millisecond))
 
 	// a-fallback now shadows every rule of b-main.
 	checkRoutes(t, c, []route{

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -295,72 +293,22 @@ func writeFileAt(t *testing.T, path string, data []byte) {
 // bookbuyer calls the bookstore without pause, and checks that behaviour
 // follows every change and that no call fails meanwhile.
 func testLiveChanges(t *testing.T, w *world, src source, buyerRoot *client) {
-	const window = 100
-	var (
-		mu       sync.Mutex
-		recent   []string
-		failures []error
-		calls    atomic.Int64
-	)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			pod, err := buyerRoot.call(context.Background())
-			calls.Add(1)
-			mu.Lock()
-			if err != nil {
-				failures = append(failures, err)
-			} else {
-				recent = append(recent, pod)
-				if len(recent) > window {
-					recent = recent[1:]
-				}
-			}
-			mu.Unlock()
-		}
-	}()
-	stop := func() {
-		cancel()
-		<-done
-	}
-	defer stop()
-	// mostTo checks that at least 60 of the last 100 calls went to pod:
-	// with a 20/80 split that is all but certain for the pod weighted 80
-	// and all but impossible for the other.
-	mostTo := func(pod string) func() error {
-		return func() error {
-			mu.Lock()
-			defer mu.Unlock()
-			n := 0
-			for _, p := range recent {
-				if p == pod {
-					n++
-				}
-			}
-			if len(recent) < window || n < 60 {
-				return fmt.Errorf("%d of the last %d calls went to %s", n, len(recent), pod)
-			}
-			return nil
-		}
-	}
-	forget := func() {
-		mu.Lock()
-		recent = recent[:0]
-		mu.Unlock()
-	}
+	// At least 60 of the last 100 calls to a pod: with a 20/80 split that
+	// is all but certain for the pod weighted 80 and all but impossible for
+	// the other.
+	caller := dataplane.StartCaller(t, 100, func() (string, error) { return buyerRoot.call(context.Background()) })
+	mostTo := func(pod string) func() error { return caller.MostTo(pod, 60) }
 
 	// Both backends stay in the split: a route change that makes a gRPC
 	// client use a cluster it was not using fails the calls made while
 	// gRPC-Go switches routes (see docs/xds.md, Limits).
 	p := w.p
 	p.V1Weight, p.V2Weight = 20, 80
-	forget()
+	caller.Forget()
 	src.apply(t, "split", manifests(p)["split"])
 	dataplane.Eventually(t, wait, "most calls go to bookstore-v2 after the split becomes 20/80", mostTo(v2Pod))
 	p.V1Weight, p.V2Weight = 80, 20
-	forget()
+	caller.Forget()
 	src.apply(t, "split", manifests(p)["split"])
 	dataplane.Eventually(t, wait, "most calls go to bookstore-v1 after the split is back to 80/20", mostTo(v1Pod))
 
@@ -378,17 +326,9 @@ func testLiveChanges(t *testing.T, w *world, src source, buyerRoot *client) {
 		return wantCode(err, codes.PermissionDenied)
 	})
 
-	stop()
-	mu.Lock()
-	defer mu.Unlock()
-	t.Logf("%d calls by bookbuyer during the changes, %d failed", calls.Load(), len(failures))
-	for i, err := range failures {
-		if i == 5 {
-			t.Errorf("... and %d more", len(failures)-5)
-			break
-		}
-		t.Errorf("bookbuyer call failed during the changes: %v", err)
-	}
+	caller.Stop()
+	failed := caller.ReportFailures(t, "during the changes")
+	t.Logf("%d calls by bookbuyer during the changes, %d failed", caller.Calls(), failed)
 }
 
 // writeFiles writes manifests into dir, one file each.

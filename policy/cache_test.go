@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshward/meshward/internal/promtest"
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -280,21 +281,5 @@ func TestCacheSkipsLargeRequests(t *testing.T) {
 // counter reads meshward_policy_decision_cache_total{result}.
 func counter(t *testing.T, g prometheus.Gatherer, result string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "meshward_policy_decision_cache_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return promtest.Sum(t, g, "meshward_policy_decision_cache_total", map[string]string{"result": result})
 }

@@ -9,13 +9,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/meshward/meshward/adapters/envoy/server"
 	"github.com/meshward/meshward/e2e/internal/dataplane"
+	"github.com/meshward/meshward/internal/promtest"
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -84,26 +83,7 @@ func newWorld(t *testing.T) *libraryWorld {
 	}
 	w.counter = func(t *testing.T, name string, want map[string]string) float64 {
 		t.Helper()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sum float64
-		for _, mf := range mfs {
-			if mf.GetName() != name {
-				continue
-			}
-		metrics:
-			for _, m := range mf.GetMetric() {
-				for k, v := range want {
-					if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == k && l.GetValue() == v }) {
-						continue metrics
-					}
-				}
-				sum += m.GetCounter().GetValue()
-			}
-		}
-		return sum
+		return promtest.Sum(t, reg, name, want)
 	}
 	w.port, w.pods = dataplane.ListenPods(t, "127.0.0.2", "127.0.0.3")
 	w.p = scenarioParams(w.port)

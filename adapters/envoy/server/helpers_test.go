@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"net"
-	"slices"
 	"testing"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -21,6 +19,7 @@ import (
 	"github.com/meshward/meshward/adapters/envoy/bootstrap"
 	"github.com/meshward/meshward/adapters/envoy/server"
 	"github.com/meshward/meshward/adapters/envoy/translate"
+	"github.com/meshward/meshward/internal/promtest"
 	"github.com/meshward/meshward/mesh"
 )
 
@@ -122,26 +121,7 @@ func (h *harness) update(t *testing.T, m *mesh.Model) {
 // metric sums the samples of a metric family whose labels include want.
 func (h *harness) metric(t *testing.T, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for k, v := range want {
-				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == k && l.GetValue() == v }) {
-					continue metrics
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
+	return promtest.Sum(t, h.reg, name, want)
 }
 
 // nodeOf names the identity in the node's metadata.

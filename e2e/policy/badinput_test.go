@@ -98,7 +98,7 @@ deny contains "closed" if {
 	writeFile(t, dir, "zz-broken.rego", broken)
 	problem := regexp.MustCompile(`zz-broken\.rego:[45]: rego_parse_error`)
 	m.waitFor(t, "the compile error", func() bool {
-		for _, l := range m.logs.lines() {
+		for _, l := range m.logs.Lines() {
 			if l.Msg == "user policy does not compile; the previous policies stay in force" && problem.MatchString(l.Problem) {
 				return true
 			}

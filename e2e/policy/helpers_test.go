@@ -1,9 +1,7 @@
 package policy
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,33 +19,13 @@ import (
 	"github.com/meshward/meshward/internal/testenv"
 )
 
-// logLine is one line of `meshward serve --log-format json`.
-type logLine struct {
-	Msg     string `json:"msg"`
-	Address string `json:"address"`
-	Problem string `json:"problem"`
-}
-
 // syncBuffer collects a command's logs, safe for its writer and a reader.
 type syncBuffer struct{ testenv.SyncBuffer }
-
-func (s *syncBuffer) lines() []logLine {
-	var out []logLine
-	sc := bufio.NewScanner(strings.NewReader(s.String()))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		var l logLine
-		if json.Unmarshal(sc.Bytes(), &l) == nil {
-			out = append(out, l)
-		}
-	}
-	return out
-}
 
 // count returns how many log lines have the message msg.
 func (s *syncBuffer) count(msg string) int {
 	n := 0
-	for _, l := range s.lines() {
+	for _, l := range s.Lines() {
 		if l.Msg == msg {
 			n++
 		}
@@ -88,7 +66,7 @@ func serve(t *testing.T, dir string, flags ...string) *meshward {
 		}
 	})
 	m.waitFor(t, "the decision servers and the first model", func() bool {
-		for _, l := range m.logs.lines() {
+		for _, l := range m.logs.Lines() {
 			switch l.Msg {
 			case "ext_authz server listening":
 				m.grpcAddr = l.Address

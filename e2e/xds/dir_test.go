@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -51,7 +49,7 @@ func serveCommand(t *testing.T, dir string) *world {
 	w.port, w.pods = dataplane.ListenPods(t, "127.0.0.2", "127.0.0.3")
 	w.p = scenarioParams(w.port)
 
-	logs := &logBuffer{}
+	logs := &testenv.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
@@ -83,7 +81,7 @@ func serveCommand(t *testing.T, dir string) *world {
 			t.Fatalf("meshward serve exited %d; logs:\n%s", code, logs.String())
 		default:
 		}
-		for _, l := range logs.lines() {
+		for _, l := range logs.Lines() {
 			switch l.Msg {
 			case "xDS server listening (mTLS)":
 				w.xdsAddr = l.Address
@@ -124,29 +122,6 @@ func serveCommand(t *testing.T, dir string) *world {
 		return scrape(t, "http://"+metricsAddr+"/metrics", name, want)
 	}
 	return w
-}
-
-// logLine is one line of `meshward --log-format json`.
-type logLine struct {
-	Msg     string `json:"msg"`
-	Address string `json:"address"`
-}
-
-// logBuffer collects a command's logs, safe for its writer and a reader.
-type logBuffer struct{ testenv.SyncBuffer }
-
-// lines decodes the complete JSON lines written so far.
-func (l *logBuffer) lines() []logLine {
-	var out []logLine
-	sc := bufio.NewScanner(strings.NewReader(l.String()))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var line logLine
-		if json.Unmarshal(sc.Bytes(), &line) == nil {
-			out = append(out, line)
-		}
-	}
-	return out
 }
 
 // sample is a line of the Prometheus text format: name{labels} value.

@@ -1,7 +1,10 @@
 package testenv
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/json"
+	"strings"
 	"sync"
 )
 
@@ -23,4 +26,27 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// LogLine is one line of `meshward --log-format json`, the fields tests
+// read.
+type LogLine struct {
+	Msg     string `json:"msg"`
+	Address string `json:"address"`
+	Problem string `json:"problem"`
+}
+
+// Lines decodes the JSON lines written so far; lines that are not JSON
+// (or not yet complete) are skipped.
+func (s *SyncBuffer) Lines() []LogLine {
+	var out []LogLine
+	sc := bufio.NewScanner(strings.NewReader(s.String()))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		var l LogLine
+		if json.Unmarshal(sc.Bytes(), &l) == nil {
+			out = append(out, l)
+		}
+	}
+	return out
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/meshward/meshward/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*/*.json from the current output and remove stale ones")
@@ -45,19 +47,7 @@ func (g *goldenDir) check(t *testing.T, name string, v any) {
 	got := buf.Bytes()
 	path := filepath.Join(g.dir, name+".json")
 	g.written = append(g.written, path)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./policy -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run go test ./policy -update to accept):\ngot:\n%s", path, got)
-	}
+	golden.Check(t, path, got, *update)
 }
 
 func (g *goldenDir) removeStale(t *testing.T) {

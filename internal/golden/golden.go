@@ -141,6 +141,25 @@ func WithIncludes(t testing.TB, path string, data []byte) []byte {
 	return append(all, data...)
 }
 
+// Check compares got with the golden file at path, or with update writes
+// it there instead.
+func Check(t testing.TB, path string, got []byte, update bool) {
+	t.Helper()
+	if update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run the package's tests with -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("output differs from %s (run with -update to accept):\n%s", path, Diff(string(want), string(got)))
+	}
+}
+
 // Run runs a subtest for every testdata/<case>.in.yaml: produce turns the
 // input file into the output, which must equal testdata/<case>.out.yaml.
 // With update, it writes the outputs instead, after removing those whose
@@ -160,21 +179,7 @@ func Run(t *testing.T, update bool, produce func(t *testing.T, in string) []byte
 	for _, in := range ins {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		t.Run(name, func(t *testing.T) {
-			got := produce(t, in)
-			out := strings.TrimSuffix(in, ".in.yaml") + ".out.yaml"
-			if update {
-				if err := os.WriteFile(out, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatalf("%v (run the package's tests with -update to create it)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("output differs from %s (run with -update to accept):\n%s", out, Diff(string(want), string(got)))
-			}
+			Check(t, strings.TrimSuffix(in, ".in.yaml")+".out.yaml", produce(t, in), update)
 		})
 	}
 }

@@ -62,21 +62,7 @@ func TestGolden(t *testing.T) {
 				"endpoints": messages(eds),
 			}
 			for _, kind := range outputKinds {
-				got := render(t, outputs[kind])
-				out := strings.TrimSuffix(c.path, ".in.yaml") + "." + kind + ".yaml"
-				if *update {
-					if err := os.WriteFile(out, got, 0o644); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				want, err := os.ReadFile(out)
-				if err != nil {
-					t.Fatalf("%v (run go test ./adapters/envoy/translate -update to create it)", err)
-				}
-				if !bytes.Equal(got, want) {
-					t.Errorf("%s differ from %s (run with -update to accept):\n%s", kind, out, golden.Diff(string(want), string(got)))
-				}
+				golden.Check(t, strings.TrimSuffix(c.path, ".in.yaml")+"."+kind+".yaml", render(t, outputs[kind]), *update)
 			}
 		})
 	}

@@ -101,27 +101,19 @@ spec:
       destinations:
       - {virtualDeployment: {ref: {name: %s-v1}}, weight: 90}
       - {virtualDeployment: {ref: {name: %s-v3}}, weight: 10}`, app, ns, app, app, app, app)
+			source := "{allVirtualServices: {}}"
 			if prev != "" {
-				doc(`apiVersion: servicemesh.oci.oracle.com/v1beta1
-kind: AccessPolicy
-metadata: {name: %s, namespace: %s}
-spec:
-  mesh: {ref: {name: mesh, namespace: ns-0}}
-  rules:
-  - action: ALLOW
-    source: {virtualService: {ref: {%s}}}
-    destination: {virtualService: {ref: {name: %s}}}`, app, ns, prev, app)
-			} else {
-				doc(`apiVersion: servicemesh.oci.oracle.com/v1beta1
-kind: AccessPolicy
-metadata: {name: %s, namespace: %s}
-spec:
-  mesh: {ref: {name: mesh, namespace: ns-0}}
-  rules:
-  - action: ALLOW
-    source: {allVirtualServices: {}}
-    destination: {virtualService: {ref: {name: %s}}}`, app, ns, app)
+				source = "{virtualService: {ref: {" + prev + "}}}"
 			}
+			doc(`apiVersion: servicemesh.oci.oracle.com/v1beta1
+kind: AccessPolicy
+metadata: {name: %s, namespace: %s}
+spec:
+  mesh: {ref: {name: mesh, namespace: ns-0}}
+  rules:
+  - action: ALLOW
+    source: %s
+    destination: {virtualService: {ref: {name: %s}}}`, app, ns, source, app)
 			prev = fmt.Sprintf("name: %s, namespace: %s", app, ns)
 		}
 	}

@@ -104,6 +104,45 @@ func BenchmarkDecideDenied(b *testing.B) {
 	b.Run("impl=baseline-opa-floor", func(b *testing.B) { opaFloor(b, e, unlisted) })
 }
 
+// BenchmarkDecideMesh measures evaluated decisions over traffic that
+// spreads across a mesh: 1,000 TrafficTargets, each with a path
+// expression of its own, and every request for a different pair than the
+// one before, with memoisation off. impl=decide keeps compiled
+// expressions in the engine's cache (Options.RegexCacheSize); the
+// baseline, impl=opa-regex-cache, leaves them to OPA's own cache of 100
+// expressions, which such traffic keeps recompiling.
+func BenchmarkDecideMesh(b *testing.B) {
+	const n = 1000
+	ctx := context.Background()
+	reqs := make([]Request, n)
+	for i := range reqs {
+		reqs[i] = benchRequest(i)
+		reqs[i].Path = policytest.DistinctPath(i)
+	}
+	for _, impl := range []struct {
+		name string
+		opts Options
+	}{{"decide", Options{CacheSize: -1}}, {"opa-regex-cache", Options{CacheSize: -1, RegexCacheSize: -1}}} {
+		e, err := New(ctx, impl.opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := e.Update(ctx, policytest.DistinctPaths(n)); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("impl="+impl.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if d, err := e.DecideRequest(ctx, reqs[i]); err != nil || !d.Allowed {
+					b.Fatalf("decision %+v, %v; want allowed", d, err)
+				}
+				i = (i + 1) % n
+			}
+		})
+	}
+}
+
 // opaFloor evaluates "x = true" with the input of r, as the baseline.
 func opaFloor(b *testing.B, e *Engine, r Request) {
 	ctx := context.Background()

@@ -146,8 +146,13 @@ func (e *Engine) evaluate(ctx context.Context, p *compiledPolicy, input ast.Valu
 		keepASTOpt,
 		cancelOpt,
 		noMetricsOpt,
+		e.regexOpt,
 	}
-	rs, err := p.decide.Eval(ctx, opts[:]...)
+	n := len(opts)
+	if e.regexOpt == nil {
+		n--
+	}
+	rs, err := p.decide.Eval(ctx, opts[:n]...)
 	switch {
 	case err != nil:
 		return e.failed(d, fmt.Errorf("%w: %w", ErrEvaluation, err))
@@ -176,7 +181,7 @@ func (e *Engine) evaluate(ctx context.Context, p *compiledPolicy, input ast.Valu
 			return d, nil
 		}
 	}
-	rs, err = p.explain.Eval(ctx, opts[:]...)
+	rs, err = p.explain.Eval(ctx, opts[:n]...)
 	if err != nil || len(rs) != 1 {
 		// The decision stands; only its explanation is missing.
 		d.Reason = cmp.Or(d.Reason, fmt.Sprintf("decided by the policy at %s (no explanation: %v)", e.opts.DecisionPath, err))

@@ -15,6 +15,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown/cache"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshward/meshward/mesh"
@@ -50,9 +51,20 @@ type Options struct {
 	// is loaded; the cache is emptied whenever the policy data (see
 	// Update) or the policy changes.
 	CacheSize int
+	// RegexCacheSize bounds the compiled regular expressions the engine
+	// keeps between decisions (DefaultRegexCacheSize when 0). Every
+	// HTTPRouteGroup match is a few expressions; OPA alone keeps 100,
+	// shared by the process, so a busier mesh would compile expressions
+	// on every decision. A negative size leaves that to OPA.
+	RegexCacheSize int
 	// Registry, when not nil, receives the engine's metrics.
 	Registry prometheus.Registerer
 }
+
+// DefaultRegexCacheSize is the number of compiled regular expressions the
+// engine keeps when Options.RegexCacheSize is 0: the expressions of a few
+// thousand HTTPRouteGroup matches in active use, a few MiB.
+const DefaultRegexCacheSize = 4096
 
 // Engine decides requests with OPA: built-in Rego, user modules and the
 // mesh model's data document. It is safe for concurrent use; Update and
@@ -82,6 +94,26 @@ type Engine struct {
 	// memoisation is off.
 	cache        atomic.Pointer[decisionCache]
 	cacheMetrics *cacheMetrics
+	// regexes is the engine's cache of compiled expressions (see
+	// Options.RegexCacheSize) and regexOpt hands it to every evaluation;
+	// both nil to use OPA's.
+	regexes  cache.InterQueryValueCache
+	regexOpt rego.EvalOption
+}
+
+// newRegexCache returns a cache for OPA's regular expression built-ins
+// that keeps size compiled expressions (see Options.RegexCacheSize), or
+// nil for a negative size.
+func newRegexCache(ctx context.Context, size int) cache.InterQueryValueCache {
+	switch {
+	case size < 0:
+		return nil
+	case size == 0:
+		size = DefaultRegexCacheSize
+	}
+	return cache.NewInterQueryValueCache(ctx, &cache.Config{
+		InterQueryBuiltinValueCache: cache.InterQueryBuiltinValueCacheConfig{MaxNumEntries: &size},
+	})
 }
 
 // compiledPolicy is one compiled set of modules with its prepared query.
@@ -127,6 +159,9 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		store:      inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)),
 
 		cacheMetrics: newCacheMetrics(opts.Registry),
+	}
+	if e.regexes = newRegexCache(ctx, opts.RegexCacheSize); e.regexes != nil {
+		e.regexOpt = rego.EvalInterQueryBuiltinValueCache(e.regexes)
 	}
 	if err := e.Update(ctx, nil); err != nil {
 		return nil, err

@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"github.com/meshward/meshward/internal/pathnorm"
 	"github.com/meshward/meshward/mesh"
+	"github.com/meshward/meshward/policy/policytest"
 )
 
 func newEngine(t *testing.T, opts Options, m *mesh.Model, modules map[string]string) *Engine {
@@ -260,5 +263,60 @@ allow if {
 	d, err := e.DecideRequest(ctx, get(buyer, store, "/books-bought", nil))
 	if !errors.Is(err, ErrEvaluation) || d.Allowed {
 		t.Fatalf("decision %+v, %v; want a deny with ErrEvaluation", d, err)
+	}
+}
+
+// TestCompiledExpressionsAreKept checks that the engine keeps the regular
+// expressions of a mesh with more matches than OPA's own cache holds
+// (100), up to Options.RegexCacheSize, and that decisions are the same
+// with a cache too small for them.
+func TestCompiledExpressionsAreKept(t *testing.T) {
+	const n = 300
+	ctx := context.Background()
+	m := policytest.DistinctPaths(n)
+	pattern := func(i int) ast.Value {
+		return ast.String(AnchorPath(m.Access[i].HTTP[0].PathRegex, m.Options.PathMatch))
+	}
+	for _, c := range []struct {
+		size     int
+		min, max int
+	}{{0, n, n}, {10, 1, 10}} {
+		e, err := New(ctx, Options{CacheSize: -1, RegexCacheSize: c.size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Update(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			r := benchRequest(i)
+			r.Path = policytest.DistinctPath(i)
+			if d, err := e.DecideRequest(ctx, r); err != nil || !d.Allowed {
+				t.Fatalf("size %d: request %d: %+v, %v; want allowed", c.size, i, d, err)
+			}
+			r.Path = policytest.DistinctPath(i + 1)
+			if d, err := e.DecideRequest(ctx, r); err != nil || d.Allowed {
+				t.Fatalf("size %d: request %d for the next target's path: %+v, %v; want denied", c.size, i, d, err)
+			}
+		}
+		kept := 0
+		for i := range n {
+			if re, ok := e.regexes.Get(pattern(i)); ok {
+				if _, ok := re.(*regexp.Regexp); !ok {
+					t.Fatalf("size %d: cache holds %T for %v", c.size, re, pattern(i))
+				}
+				kept++
+			}
+		}
+		if kept < c.min || kept > c.max {
+			t.Errorf("size %d: %d of %d path expressions kept, want %d to %d", c.size, kept, n, c.min, c.max)
+		}
+	}
+	e, err := New(ctx, Options{RegexCacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.regexes != nil || e.regexOpt != nil {
+		t.Error("RegexCacheSize -1: the engine has a cache of its own, want OPA's")
 	}
 }

@@ -45,6 +45,10 @@ type Config struct {
 	// memoise (policy.Options.CacheSize: 0 is the default size, negative
 	// turns memoisation off).
 	DecisionCacheSize int `json:"decision-cache-size,omitempty"`
+	// RegexCacheSize is how many compiled regular expressions the engine
+	// keeps (policy.Options.RegexCacheSize: 0 is the default size,
+	// negative leaves them to OPA's process-wide cache).
+	RegexCacheSize int `json:"regex-cache-size,omitempty"`
 	// GRPCMaxRecvMsgSize and GRPCMaxSendMsgSize bound gRPC messages in
 	// bytes (gRPC's defaults when zero).
 	GRPCMaxRecvMsgSize int `json:"grpc-max-recv-msg-size,omitempty"`
@@ -201,7 +205,8 @@ func listenerChanged(a, b *Config) bool {
 }
 
 func engineChanged(a, b *Config) bool {
-	return a.Path != b.Path || a.DryRun != b.DryRun || a.DecisionHeader != b.DecisionHeader || a.DecisionCacheSize != b.DecisionCacheSize
+	return a.Path != b.Path || a.DryRun != b.DryRun || a.DecisionHeader != b.DecisionHeader || a.DecisionCacheSize != b.DecisionCacheSize ||
+		a.RegexCacheSize != b.RegexCacheSize
 }
 
 func meshChanged(a, b *Config) bool {

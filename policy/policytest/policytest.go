@@ -35,3 +35,18 @@ func Generated(n int) *mesh.Model {
 	}
 	return m
 }
+
+// DistinctPaths is Generated with a path expression of its own for every
+// target: target i's first match allows GET /api/v1/i/... (see
+// DistinctPath), so that n targets carry n different expressions, as in
+// a mesh whose routes differ.
+func DistinctPaths(n int) *mesh.Model {
+	m := Generated(n)
+	for i := range m.Access {
+		m.Access[i].HTTP[0].PathRegex = fmt.Sprintf("/api/v1/%d/.*", i)
+	}
+	return m
+}
+
+// DistinctPath is a path that target i of DistinctPaths allows for GET.
+func DistinctPath(i int) string { return fmt.Sprintf("/api/v1/%d/books", i) }

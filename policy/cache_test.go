@@ -134,6 +134,11 @@ func TestCacheAgreesOnIngressAndEgress(t *testing.T) {
 // on and off and wants the same decisions, both allows and denies among
 // them, and the second round served from the cache except for requests
 // whose input cannot be built (their denials are not memoised).
+//
+// The reference evaluates the whole input document with OPA's evaluator
+// (a user module is loaded); the others evaluate the built-in policy
+// alone from the lean input: memoised, from its plans, and with OPA's
+// evaluator.
 func assertAgreement(t *testing.T, m *mesh.Model, dryRun bool, corpus []Request) {
 	t.Helper()
 	ctx := context.Background()
@@ -143,18 +148,31 @@ func assertAgreement(t *testing.T, m *mesh.Model, dryRun bool, corpus []Request)
 	// request with the whole input document.
 	noop := map[string]string{"noop.rego": "package meshward.ext\n\ndeny contains \"never\" if false\n"}
 	plain := newEngine(t, Options{DryRun: dryRun, CacheSize: -1}, m, noop)
+	others := []struct {
+		name string
+		e    *Engine
+	}{
+		{"memoised", cached},
+		{"planned", newEngine(t, Options{DryRun: dryRun, CacheSize: -1}, m, nil)},
+		{"OPA's evaluator, lean input", newEngine(t, Options{DryRun: dryRun, CacheSize: -1, Evaluator: EvaluatorOPA}, m, nil)},
+	}
+	if others[0].e.policy.Load().decidePlan == nil || others[1].e.policy.Load().decidePlan == nil {
+		t.Fatal("the built-in policy is not planned")
+	}
 	allowed := 0
 	var hits, misses float64
 	for round := range 2 {
 		hits, misses = counter(t, reg, "hit"), counter(t, reg, "miss")
 		for _, r := range corpus {
 			want, werr := plain.DecideRequest(ctx, r)
-			got, gerr := cached.DecideRequest(ctx, r)
-			if (werr == nil) != (gerr == nil) || got.Allowed != want.Allowed || got.Reason != want.Reason ||
-				!slices.Equal(got.Matched, want.Matched) || got.DryRun != want.DryRun {
-				t.Fatalf("round %d, request %+v (ingress %+v, egress %+v):\nmemoised  %+v, %v\nevaluated %+v, %v", round, r, r.Ingress, r.Egress, got, gerr, want, werr)
+			for _, o := range others {
+				got, gerr := o.e.DecideRequest(ctx, r)
+				if (werr == nil) != (gerr == nil) || got.Allowed != want.Allowed || got.Reason != want.Reason ||
+					!slices.Equal(got.Matched, want.Matched) || got.DryRun != want.DryRun {
+					t.Fatalf("round %d, request %+v (ingress %+v, egress %+v):\n%s %+v, %v\nevaluated %+v, %v", round, r, r.Ingress, r.Egress, o.name, got, gerr, want, werr)
+				}
 			}
-			if got.Allowed && !strings.HasPrefix(got.Reason, "dry run") {
+			if want.Allowed && !strings.HasPrefix(want.Reason, "dry run") {
 				allowed++
 			}
 		}

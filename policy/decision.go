@@ -16,6 +16,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/meshward/meshward/policy/planeval"
 )
 
 // Decision is the answer to one request.
@@ -90,12 +92,13 @@ func (e *Engine) DecideRequestWith(ctx context.Context, r Request, fields func(*
 		f = new(InputFields)
 		fields(f)
 	}
-	in, err := buildInput(e.model.Load(), &e.ports, r, f, builtinOnly)
+	m := e.model.Load()
+	in, err := buildInput(m, &e.ports, r, f, builtinOnly)
 	if err != nil {
 		d := Decision{ID: newID(), Reason: err.Error()}
 		return e.finish(d), nil
 	}
-	d, err := e.evaluate(ctx, p, in)
+	d, err := e.evaluate(ctx, p, m, in)
 	// A context that ended during evaluation may have cut the explanation
 	// short: such a decision is not memoised.
 	if err == nil && cacheable && ctx.Err() == nil {
@@ -116,57 +119,63 @@ func (e *Engine) Input(r Request) (ast.Value, error) {
 // set) and the error says why, wrapping ErrUndefinedDecision,
 // ErrInvalidDecision or ErrEvaluation.
 func (e *Engine) Decide(ctx context.Context, input ast.Value) (Decision, error) {
-	d, err := e.evaluate(ctx, e.policy.Load(), input)
+	d, err := e.evaluate(ctx, e.policy.Load(), e.model.Load(), input)
 	return e.finish(d), err
 }
 
-// evaluate is Decide with policy p and without dry-run mode (finish), so
-// that memoised decisions are stored as the policy made them.
-func (e *Engine) evaluate(ctx context.Context, p *compiledPolicy, input ast.Value) (Decision, error) {
+// evaluate is Decide with policy p and model m and without dry-run mode
+// (finish), so that memoised decisions are stored as the policy made
+// them.
+func (e *Engine) evaluate(ctx context.Context, p *compiledPolicy, m *identityIndex, input ast.Value) (Decision, error) {
 	d := Decision{ID: newID()}
 
-	txn, err := e.store.NewTransaction(ctx)
-	if err != nil {
-		return e.failed(d, fmt.Errorf("%w: %w", ErrEvaluation, err))
-	}
-	defer e.store.Abort(ctx, txn)
-
-	cancelOpt := neverCancelOpt
+	var cancel topdown.Cancel
 	if ctx.Done() != nil {
 		// Cancel the evaluation with the context, without the goroutine
 		// per evaluation that OPA starts otherwise.
 		c := topdown.NewCancel()
 		stop := context.AfterFunc(ctx, c.Cancel)
 		defer stop()
-		cancelOpt = rego.EvalExternalCancel(c)
+		cancel = c
 	}
-	opts := [...]rego.EvalOption{
-		rego.EvalParsedInput(input),
-		rego.EvalTransaction(txn),
-		keepASTOpt,
-		cancelOpt,
-		noMetricsOpt,
-		e.regexOpt,
+	var ev evaluation
+	if p.decidePlan != nil {
+		ev = &planEvaluation{p: p, input: input, data: m.data, opts: planeval.Options{Cancel: cancel, RegexCache: e.regexes}}
+	} else {
+		txn, err := e.store.NewTransaction(ctx)
+		if err != nil {
+			return e.failed(d, fmt.Errorf("%w: %w", ErrEvaluation, err))
+		}
+		defer e.store.Abort(ctx, txn)
+		cancelOpt := neverCancelOpt
+		if cancel != nil {
+			cancelOpt = rego.EvalExternalCancel(cancel)
+		}
+		ev = &opaEvaluation{p: p, opts: []rego.EvalOption{
+			rego.EvalParsedInput(input),
+			rego.EvalTransaction(txn),
+			keepASTOpt,
+			cancelOpt,
+			noMetricsOpt,
+		}}
+		if e.regexOpt != nil {
+			ev.(*opaEvaluation).opts = append(ev.(*opaEvaluation).opts, e.regexOpt)
+		}
 	}
-	n := len(opts)
-	if e.regexOpt == nil {
-		n--
-	}
-	rs, err := p.decide.Eval(ctx, opts[:n]...)
+
+	results, err := ev.decide(ctx)
 	switch {
 	case err != nil:
 		return e.failed(d, fmt.Errorf("%w: %w", ErrEvaluation, err))
-	case len(rs) == 0:
+	case len(results) == 0:
 		return e.failed(d, fmt.Errorf("%w: %s has no value for this input", ErrUndefinedDecision, e.opts.DecisionPath))
-	case len(rs) > 1:
-		return e.failed(d, fmt.Errorf("%w: %s has %d values", ErrInvalidDecision, e.opts.DecisionPath, len(rs)))
+	case len(results) > 1:
+		return e.failed(d, fmt.Errorf("%w: %s has %d values", ErrInvalidDecision, e.opts.DecisionPath, len(results)))
 	}
-	b := rs[0].Bindings
-	result, _ := b["result"].(ast.Value)
-	if err := e.readResult(&d, result); err != nil {
+	if err := e.readResult(&d, results[0].result); err != nil {
 		return e.failed(d, err)
 	}
-	if matched, _ := b["matched"].(ast.Set); d.Allowed && d.Reason == "" {
+	if matched := results[0].matched; d.Allowed && d.Reason == "" {
 		// The common case: SMI access allows (a rule matches, or the mesh
 		// is permissive and knows both identities) and so does the
 		// decision. The reason is the built-in one, without evaluating it.
@@ -176,20 +185,118 @@ func (e *Engine) evaluate(ctx context.Context, p *compiledPolicy, input ast.Valu
 			d.Reason = src + " may call " + dst + ": " + strings.Join(d.Matched, "; ")
 			return d, nil
 		}
-		if m := e.model.Load(); m.opts.Permissive && src != "" && dst != "" {
+		if m.opts.Permissive && src != "" && dst != "" {
 			d.Reason = "permissive mode allows " + src + " to call " + dst + ": every pair of identities in the mesh is allowed"
 			return d, nil
 		}
 	}
-	rs, err = p.explain.Eval(ctx, opts[:n]...)
-	if err != nil || len(rs) != 1 {
+	explain, err := ev.explain(ctx)
+	if err != nil {
 		// The decision stands; only its explanation is missing.
 		d.Reason = cmp.Or(d.Reason, fmt.Sprintf("decided by the policy at %s (no explanation: %v)", e.opts.DecisionPath, err))
 		return d, nil
 	}
-	explain, _ := rs[0].Bindings["explain"].(ast.Value)
 	e.explainDecision(&d, explain, p.smi)
 	return d, nil
+}
+
+// evaluation evaluates the decision query and, when asked, the
+// explanation query of one decision, with OPA's evaluator or from their
+// plans.
+type evaluation interface {
+	decide(ctx context.Context) ([]decideResult, error)
+	explain(ctx context.Context) (ast.Value, error)
+}
+
+// decideResult is one solution of the decision query: the decision
+// path's value and the built-in rules that match.
+type decideResult struct {
+	result  ast.Value
+	matched ast.Set
+}
+
+// opaEvaluation evaluates with OPA's evaluator (topdown).
+type opaEvaluation struct {
+	p    *compiledPolicy
+	opts []rego.EvalOption
+}
+
+func (o *opaEvaluation) decide(ctx context.Context) ([]decideResult, error) {
+	rs, err := o.p.decide.Eval(ctx, o.opts...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]decideResult, len(rs))
+	for i, r := range rs {
+		out[i].result, _ = r.Bindings["result"].(ast.Value)
+		out[i].matched, _ = r.Bindings["matched"].(ast.Set)
+	}
+	return out, nil
+}
+
+func (o *opaEvaluation) explain(ctx context.Context) (ast.Value, error) {
+	rs, err := o.p.explain.Eval(ctx, o.opts...)
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) != 1 {
+		return nil, fmt.Errorf("%d explanations", len(rs))
+	}
+	v, _ := rs[0].Bindings["explain"].(ast.Value)
+	return v, nil
+}
+
+// planEvaluation evaluates the plans of the queries (see package
+// planeval) over the model's data document.
+type planEvaluation struct {
+	p           *compiledPolicy
+	input, data ast.Value
+	opts        planeval.Options
+}
+
+var (
+	resultKey  = ast.InternedTerm("result")
+	matchedKey = ast.InternedTerm("matched")
+	explainKey = ast.InternedTerm("explain")
+)
+
+func (pe *planEvaluation) decide(ctx context.Context) ([]decideResult, error) {
+	rs, err := pe.p.decidePlan.Eval(ctx, pe.input, pe.data, pe.opts)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]decideResult, len(rs))
+	for i, r := range rs {
+		o, _ := r.(ast.Object)
+		if o == nil {
+			continue
+		}
+		if t := o.Get(resultKey); t != nil {
+			out[i].result = t.Value
+		}
+		if t := o.Get(matchedKey); t != nil {
+			out[i].matched, _ = t.Value.(ast.Set)
+		}
+	}
+	return out, nil
+}
+
+func (pe *planEvaluation) explain(ctx context.Context) (ast.Value, error) {
+	if pe.p.explainPlan == nil {
+		return nil, errors.New("no plan for the explanation")
+	}
+	rs, err := pe.p.explainPlan.Eval(ctx, pe.input, pe.data, pe.opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) != 1 {
+		return nil, fmt.Errorf("%d explanations", len(rs))
+	}
+	o, _ := rs[0].(ast.Object)
+	if o == nil || o.Get(explainKey) == nil {
+		return nil, errors.New("the explanation has no value")
+	}
+	return o.Get(explainKey).Value, nil
 }
 
 // noMetrics keeps OPA from allocating metrics for every evaluation.

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshward/meshward/mesh"
+	"github.com/meshward/meshward/policy/planeval"
 	builtin "github.com/meshward/meshward/rego"
 )
 
@@ -57,9 +58,26 @@ type Options struct {
 	// shared by the process, so a busier mesh would compile expressions
 	// on every decision. A negative size leaves that to OPA.
 	RegexCacheSize int
+	// Evaluator chooses how the built-in policy is evaluated while no user
+	// module is loaded: EvaluatorPlan (the default when empty) or
+	// EvaluatorOPA. User modules are always evaluated by OPA's evaluator.
+	Evaluator string
 	// Registry, when not nil, receives the engine's metrics.
 	Registry prometheus.Registerer
 }
+
+// The evaluators of Options.Evaluator.
+const (
+	// EvaluatorPlan evaluates the plans OPA's planner makes of the
+	// built-in policy's queries (package planeval), falling back to OPA's
+	// evaluator for a policy the plan evaluator does not support.
+	EvaluatorPlan = "plan"
+	// EvaluatorOPA evaluates every query with OPA's evaluator (topdown).
+	EvaluatorOPA = "opa"
+)
+
+// ErrEvaluator is returned by New for an unknown Options.Evaluator.
+var ErrEvaluator = errors.New("unknown policy evaluator")
 
 // DefaultRegexCacheSize is the number of compiled regular expressions the
 // engine keeps when Options.RegexCacheSize is 0: the expressions of a few
@@ -130,12 +148,23 @@ type compiledPolicy struct {
 	// meshward.ext. The decision and explanation queries are then
 	// decideSMI and explainSMI.
 	smi bool
+	// decidePlan and explainPlan are the plans of the queries, when the
+	// built-in policy is all there is and EvaluatorPlan is chosen; nil
+	// otherwise.
+	decidePlan, explainPlan *planeval.Program
 }
 
 // New returns an engine serving the built-in policy over an empty mesh.
 func New(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.DecisionPath == "" {
 		opts.DecisionPath = builtin.DefaultDecisionPath
+	}
+	switch opts.Evaluator {
+	case "":
+		opts.Evaluator = EvaluatorPlan
+	case EvaluatorPlan, EvaluatorOPA:
+	default:
+		return nil, fmt.Errorf("%w %q: want %q or %q", ErrEvaluator, opts.Evaluator, EvaluatorPlan, EvaluatorOPA)
 	}
 	path, err := decisionRef(opts.DecisionPath)
 	if err != nil {
@@ -203,6 +232,7 @@ func decisionRef(p string) (ast.Ref, error) {
 func (e *Engine) Update(ctx context.Context, m *mesh.Model) error {
 	idx := newIdentityIndex(m)
 	doc := dataValueWith(m, idx)
+	idx.data = ast.NewObject(ast.Item(ast.InternedTerm("meshward"), ast.NewTerm(doc)))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.written != nil && e.written.Compare(doc) == 0 && sameIdentities(e.model.Load(), idx) {
@@ -334,7 +364,27 @@ func (e *Engine) compile(ctx context.Context, sources map[string]string) (*compi
 			return nil, cerr
 		}
 	}
+	if out.smi && e.opts.Evaluator == EvaluatorPlan {
+		e.planPolicy(ctx, out, decide, explain)
+	}
 	return out, nil
+}
+
+// planPolicy prepares the plans of the built-in policy's queries. Should
+// the plan evaluator not support them, the policy is evaluated by OPA's
+// evaluator and the log says why.
+func (e *Engine) planPolicy(ctx context.Context, p *compiledPolicy, decide, explain ast.Body) {
+	d, err := planeval.Prepare(ctx, p.compiler, decide)
+	if err != nil {
+		e.opts.Log.Info("built-in policy evaluated by OPA's evaluator: its plan is not supported", "error", err.Error())
+		return
+	}
+	x, err := planeval.Prepare(ctx, p.compiler, explain)
+	if err != nil {
+		e.opts.Log.Info("built-in policy evaluated by OPA's evaluator: its plan is not supported", "error", err.Error())
+		return
+	}
+	p.decidePlan, p.explainPlan = d, x
 }
 
 // parseUserModule parses a module as Rego v1, falling back to v0 for

@@ -320,3 +320,35 @@ func TestCompiledExpressionsAreKept(t *testing.T) {
 		t.Error("RegexCacheSize -1: the engine has a cache of its own, want OPA's")
 	}
 }
+
+// TestEvaluators checks which evaluator decides: the built-in policy's
+// plans by default, OPA's evaluator when asked or when a user module is
+// loaded, and an error for an unknown evaluator.
+func TestEvaluators(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		opts    Options
+		modules map[string]string
+		planned bool
+	}{
+		{"default", Options{}, nil, true},
+		{"plan", Options{Evaluator: EvaluatorPlan}, nil, true},
+		{"opa", Options{Evaluator: EvaluatorOPA}, nil, false},
+		{"user module", Options{}, map[string]string{"u.rego": "package meshward.ext\n\nallow if input.admin\n"}, false},
+		{"other decision path", Options{DecisionPath: "meshward/authz/allow"}, nil, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEngine(t, c.opts, bookstore(), c.modules)
+			if p := e.policy.Load(); (p.decidePlan != nil) != c.planned || (p.explainPlan != nil) != c.planned {
+				t.Errorf("planned: decision %v, explanation %v; want %v", p.decidePlan != nil, p.explainPlan != nil, c.planned)
+			}
+			d, err := e.DecideRequest(context.Background(), get(buyer, store, "/books-bought", nil))
+			if err != nil || !d.Allowed {
+				t.Errorf("decision %+v, %v; want allowed", d, err)
+			}
+		})
+	}
+	if _, err := New(context.Background(), Options{Evaluator: "wasm"}); !errors.Is(err, ErrEvaluator) || !strings.Contains(err.Error(), `"wasm"`) {
+		t.Errorf("New with evaluator wasm: %v; want ErrEvaluator naming it", err)
+	}
+}

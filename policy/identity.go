@@ -28,6 +28,9 @@ type identityIndex struct {
 	// headers are the header names the model's HTTP matches read
 	// (matchedHeaders).
 	headers []string
+	// data is the policy's data document, {"meshward": ...}, as the plan
+	// evaluator reads it (the store holds the same document).
+	data ast.Value
 }
 
 type principalEntry struct {

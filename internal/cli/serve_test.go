@@ -122,6 +122,7 @@ func TestServeUsageErrors(t *testing.T) {
 		"bad path match":   {"serve", "--dir", ".", "--path-match", "sideways"},
 		"bad log level":    {"serve", "--dir", ".", "--log-level", "loud"},
 		"bad trust domain": {"serve", "--dir", ".", "--trust-domain", "a/b"},
+		"bad evaluator":    {"serve", "--dir", ".", "--policy-evaluator", "wasm", "--ext-authz-address", "0", "--nginx-auth-address", "127.0.0.1:0"},
 		"no decision logs": {"serve", "--dir", ".", "--decision-log-config", filepath.Join(t.TempDir(), "absent.yaml")},
 		"bad proxies":      {"serve", "--dir", ".", "--nginx-trusted-proxies", "not-a-cidr", "--ext-authz-address", "0", "--nginx-auth-address", "127.0.0.1:0"},
 		"bad xDS host": {

@@ -35,6 +35,7 @@ type serverFlags struct {
 	decisionLogs   string
 	cacheSize      int
 	regexCacheSize int
+	evaluator      string
 }
 
 func addServerFlags(fs *pflag.FlagSet) *serverFlags {
@@ -47,6 +48,7 @@ func addServerFlags(fs *pflag.FlagSet) *serverFlags {
 	fs.StringVar(&f.decisionLogs, "decision-log-config", "", "OPA configuration file with a decision_logs section (console and/or a remote service) for ext_authz decisions")
 	fs.IntVar(&f.cacheSize, "decision-cache-size", policy.DefaultCacheSize, "decisions of the built-in policy to memoise (emptied when access rules, identities or the policy change; not used while user Rego is loaded; negative turns memoisation off)")
 	fs.IntVar(&f.regexCacheSize, "regex-cache-size", policy.DefaultRegexCacheSize, "compiled regular expressions (HTTPRouteGroup methods, paths and headers, user Rego) kept between decisions; negative leaves them to OPA's process-wide cache of 100")
+	fs.StringVar(&f.evaluator, "policy-evaluator", policy.EvaluatorPlan, "how the built-in policy is evaluated while no user Rego is loaded: plan (OPA's plans of its queries, evaluated by meshward) or opa (OPA's evaluator); user Rego always runs on OPA's evaluator")
 	fs.StringSliceVar(&f.trustedProxies, "nginx-trusted-proxies", []string{"127.0.0.0/8", "::1/128"}, "CIDRs of the nginx instances whose client-address and principal headers are believed")
 	return f
 }
@@ -65,7 +67,7 @@ type servers struct {
 func (f *serverFlags) start(ctx context.Context, wg *sync.WaitGroup, log logr.Logger, reg prometheus.Registerer) (*servers, error) {
 	engine, err := policy.New(ctx, policy.Options{
 		DecisionPath: f.decisionPath, DryRun: f.dryRun, Log: log.WithName("policy"),
-		CacheSize: f.cacheSize, RegexCacheSize: f.regexCacheSize, Registry: reg,
+		CacheSize: f.cacheSize, RegexCacheSize: f.regexCacheSize, Evaluator: f.evaluator, Registry: reg,
 	})
 	if err != nil {
 		return nil, usageError{err}

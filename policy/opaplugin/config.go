@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/meshward/meshward/mesh"
+	"github.com/meshward/meshward/policy"
 )
 
 // Defaults of the configuration, those of opa-envoy-plugin.
@@ -49,6 +50,8 @@ type Config struct {
 	// keeps (policy.Options.RegexCacheSize: 0 is the default size,
 	// negative leaves them to OPA's process-wide cache).
 	RegexCacheSize int `json:"regex-cache-size,omitempty"`
+	// Evaluator is policy.Options.Evaluator ("plan" when empty, or "opa").
+	Evaluator string `json:"evaluator,omitempty"`
 	// GRPCMaxRecvMsgSize and GRPCMaxSendMsgSize bound gRPC messages in
 	// bytes (gRPC's defaults when zero).
 	GRPCMaxRecvMsgSize int `json:"grpc-max-recv-msg-size,omitempty"`
@@ -107,6 +110,11 @@ func parseConfig(name string, raw []byte) (*Config, error) {
 		return nil, bad("mesh-dir", "%v", err)
 	} else if !st.IsDir() {
 		return nil, bad("mesh-dir", "%s is not a directory", c.MeshDir)
+	}
+	switch c.Evaluator {
+	case "", policy.EvaluatorPlan, policy.EvaluatorOPA:
+	default:
+		return nil, bad("evaluator", "%q is neither %q nor %q", c.Evaluator, policy.EvaluatorPlan, policy.EvaluatorOPA)
 	}
 	if c.GRPCMaxRecvMsgSize < 0 {
 		return nil, bad("grpc-max-recv-msg-size", "%d is negative", c.GRPCMaxRecvMsgSize)
@@ -173,6 +181,7 @@ func article(jsonType string) string {
 func optionNames() []string {
 	return []string{
 		"addr", "path", "dry-run", "mesh-dir", "decision-header", "decision-cache-size",
+		"regex-cache-size", "evaluator",
 		"grpc-max-recv-msg-size", "grpc-max-send-msg-size",
 		"mesh-name", "trust-domain", "principal-format", "path-match", "permissive", "fail-open",
 	}
@@ -206,7 +215,7 @@ func listenerChanged(a, b *Config) bool {
 
 func engineChanged(a, b *Config) bool {
 	return a.Path != b.Path || a.DryRun != b.DryRun || a.DecisionHeader != b.DecisionHeader || a.DecisionCacheSize != b.DecisionCacheSize ||
-		a.RegexCacheSize != b.RegexCacheSize
+		a.RegexCacheSize != b.RegexCacheSize || a.Evaluator != b.Evaluator
 }
 
 func meshChanged(a, b *Config) bool {

@@ -48,6 +48,7 @@ func TestValidateErrors(t *testing.T) {
 		"decision header []":      {`{"mesh-dir": "` + dir + `", "decision-header": []}`, p + ".decision-header: an array, want a string"},
 		"cache size string":       {`{"mesh-dir": "` + dir + `", "decision-cache-size": "big"}`, p + ".decision-cache-size: a string, want a number"},
 		"regex cache size string": {`{"mesh-dir": "` + dir + `", "regex-cache-size": "big"}`, p + ".regex-cache-size: a string, want a number"},
+		"unknown evaluator":       {`{"mesh-dir": "` + dir + `", "evaluator": "wasm"}`, p + `.evaluator: "wasm" is neither "plan" nor "opa"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := factory().Validate(nil, []byte(tc.config))

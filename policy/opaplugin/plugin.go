@@ -274,7 +274,7 @@ func (p *Plugin) Reconfigure(ctx context.Context, config any) {
 func (p *Plugin) buildEngine(ctx context.Context) error {
 	e, err := policy.New(ctx, policy.Options{
 		DecisionPath: p.cfg.Path, DryRun: p.cfg.DryRun, Log: p.log.WithName("policy"),
-		CacheSize: p.cfg.DecisionCacheSize, RegexCacheSize: p.cfg.RegexCacheSize,
+		CacheSize: p.cfg.DecisionCacheSize, RegexCacheSize: p.cfg.RegexCacheSize, Evaluator: p.cfg.Evaluator,
 		Registry: p.manager.PrometheusRegister(),
 	})
 	if err != nil {

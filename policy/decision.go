@@ -140,7 +140,7 @@ func (e *Engine) evaluate(ctx context.Context, p *compiledPolicy, m *identityInd
 	}
 	var ev evaluation
 	if p.decidePlan != nil {
-		ev = &planEvaluation{p: p, input: input, data: m.data, opts: planeval.Options{Cancel: cancel, RegexCache: e.regexes}}
+		ev = &planEvaluation{p: p, input: ast.NewTerm(input), data: m.data, opts: planeval.Options{Cancel: cancel, RegexCache: e.regexes}}
 	} else {
 		txn, err := e.store.NewTransaction(ctx)
 		if err != nil {
@@ -250,7 +250,7 @@ func (o *opaEvaluation) explain(ctx context.Context) (ast.Value, error) {
 // planeval) over the model's data document.
 type planEvaluation struct {
 	p           *compiledPolicy
-	input, data ast.Value
+	input, data *ast.Term
 	opts        planeval.Options
 }
 

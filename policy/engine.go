@@ -232,7 +232,7 @@ func decisionRef(p string) (ast.Ref, error) {
 func (e *Engine) Update(ctx context.Context, m *mesh.Model) error {
 	idx := newIdentityIndex(m)
 	doc := dataValueWith(m, idx)
-	idx.data = ast.NewObject(ast.Item(ast.InternedTerm("meshward"), ast.NewTerm(doc)))
+	idx.data = ast.ObjectTerm(ast.Item(ast.InternedTerm("meshward"), ast.NewTerm(doc)))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.written != nil && e.written.Compare(doc) == 0 && sameIdentities(e.model.Load(), idx) {

@@ -30,7 +30,7 @@ type identityIndex struct {
 	headers []string
 	// data is the policy's data document, {"meshward": ...}, as the plan
 	// evaluator reads it (the store holds the same document).
-	data ast.Value
+	data *ast.Term
 }
 
 type principalEntry struct {

@@ -180,7 +180,7 @@ func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields, l
 		if target == "" {
 			target = "/"
 		}
-		norm, err := pathnorm.Normalize(target)
+		norm, err := normalize(target, lean)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 		}
@@ -256,6 +256,25 @@ func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields, l
 		root = append(root, [2]*ast.Term{keySourcePrincipal, srcP})
 	}
 	return ast.NewObject(root...), nil
+}
+
+// normalize normalises a request target. lean leaves the query unparsed
+// (Result.Query nil) when it is valid: only parsed_query reads it, and the
+// lean input has none. An invalid query is refused all the same.
+func normalize(target string, lean bool) (pathnorm.Result, error) {
+	if !lean {
+		return pathnorm.Normalize(target)
+	}
+	rawPath, rawQuery, _ := strings.Cut(target, "?")
+	if !pathnorm.ValidQuery(rawQuery) {
+		return pathnorm.Normalize(target)
+	}
+	p, err := pathnorm.Path(rawPath)
+	if err != nil {
+		// The error of the whole target, as Normalize reports it.
+		return pathnorm.Normalize(target)
+	}
+	return pathnorm.Result{Path: p, RawQuery: rawQuery}, nil
 }
 
 // methodTerms are the common methods, built once.

@@ -51,7 +51,7 @@ matched contains m.rule if {
 # TCPRoute and UDPRoute matches allow their ports; no ports means every
 # port of the destination.
 matched contains m.rule if {
-	input.meshward.protocol in {"tcp", "udp"}
+	port_protocol
 	rules := data.meshward.access[input.meshward.destination][input.meshward.source]
 	some r in rules
 	some m in r[input.meshward.protocol]
@@ -59,9 +59,15 @@ matched contains m.rule if {
 }
 
 matched contains m.rule if {
-	input.meshward.protocol in {"tcp", "udp"}
+	port_protocol
 	rules := data.meshward.access[input.meshward.destination][input.meshward.source]
 	some r in rules
 	some m in r[input.meshward.protocol]
 	input.meshward.port in m.ports
 }
+
+# port_protocol holds for the protocols whose rules match ports: two rules
+# rather than a set literal, which a plan would build on every decision.
+port_protocol if input.meshward.protocol == "tcp"
+
+port_protocol if input.meshward.protocol == "udp"

@@ -93,36 +93,71 @@ func (s *scanStmt) exec(e *eval, base int) (bool, uint32, error) {
 	if src == nil {
 		return ok()
 	}
-	var stop bool
-	var index uint32
-	var err error
-	body := func(k, v *ast.Term) bool {
-		if err = e.cancelled(); err != nil {
-			return true
-		}
-		e.stack[base+s.key], e.stack[base+s.value] = k, v
-		stop, index, err = s.block.exec(e, base)
-		return stop || err != nil
-	}
+	st := e.scan(s, base)
+	defer e.endScan()
 	switch c := src.Value.(type) {
 	case ast.Object:
-		c.Until(body)
+		c.Until(st.visit)
 	case *ast.Array:
 		for i := range c.Len() {
-			if body(ast.InternedTerm(i), c.Elem(i)) {
+			if st.visit(ast.InternedTerm(i), c.Elem(i)) {
 				break
 			}
 		}
 	case ast.Set:
-		c.Until(func(t *ast.Term) bool { return body(t, t) })
+		for _, t := range c.Slice() {
+			if st.visit(t, t) {
+				break
+			}
+		}
 	}
-	if err != nil {
-		return false, 0, err
+	if st.err != nil {
+		return false, 0, st.err
 	}
-	if stop && index > 0 {
-		return true, index - 1, nil
+	if st.stop && st.index > 0 {
+		return true, st.index - 1, nil
 	}
 	return ok()
+}
+
+// scanState is the state of a scan in progress. An evaluation keeps one
+// per level of nested scans, each with its visit method bound once, so
+// that a scan allocates nothing.
+type scanState struct {
+	e     *eval
+	s     *scanStmt
+	base  int
+	stop  bool
+	index uint32
+	err   error
+	visit func(k, v *ast.Term) bool
+}
+
+func (st *scanState) run(k, v *ast.Term) bool {
+	if st.err = st.e.cancelled(); st.err != nil {
+		return true
+	}
+	st.e.stack[st.base+st.s.key], st.e.stack[st.base+st.s.value] = k, v
+	st.stop, st.index, st.err = st.s.block.exec(st.e, st.base)
+	return st.stop || st.err != nil
+}
+
+// scan starts a scan: it returns the state of the next level.
+func (e *eval) scan(s *scanStmt, base int) *scanState {
+	if e.depth == len(e.scans) {
+		st := &scanState{e: e}
+		st.visit = st.run
+		e.scans = append(e.scans, st)
+	}
+	st := e.scans[e.depth]
+	e.depth++
+	st.s, st.base, st.stop, st.index, st.err = s, base, false, 0, nil
+	return st
+}
+
+func (e *eval) endScan() {
+	e.depth--
+	e.scans[e.depth].s = nil
 }
 
 // notStmt holds when its block does not run to its end.
@@ -213,11 +248,10 @@ func (s *callStmt) callBuiltin(e *eval, base int) (*ast.Term, error) {
 		args = append(args, t)
 	}
 	e.args = args[:0]
-	var out *ast.Term
-	err := s.fn.builtin(e.bctx, args, func(t *ast.Term) error {
-		out = t
-		return nil
-	})
+	e.out = nil
+	err := s.fn.builtin(e.bctx, args, e.setOut)
+	out := e.out
+	e.out = nil
 	clear(args)
 	if err != nil {
 		if h := (topdown.Halt{}); errors.As(err, &h) {

@@ -98,7 +98,11 @@ func load(pol *ir.Policy) (*Program, error) {
 	top.nlocals = l.nlocals
 	p := &Program{plan: top, funcs: l.all}
 	n := len(l.all)
-	p.frames.New = func() any { return &eval{memo: make([]memoEntry, n)} }
+	p.frames.New = func() any {
+		e := &eval{memo: make([]memoEntry, n)}
+		e.setOut = e.setOutput
+		return e
+	}
 	return p, nil
 }
 

@@ -108,9 +108,10 @@ func Prepare(ctx context.Context, compiler *ast.Compiler, query ast.Body) (*Prog
 	return load(pol)
 }
 
-// Eval evaluates the query with input and data and returns its result set:
-// one object per solution, binding the query's variables.
-func (p *Program) Eval(ctx context.Context, input, data ast.Value, opts Options) ([]ast.Value, error) {
+// Eval evaluates the query with input and data (either may be nil) and
+// returns its result set: one object per solution, binding the query's
+// variables.
+func (p *Program) Eval(ctx context.Context, input, data *ast.Term, opts Options) ([]ast.Value, error) {
 	e := p.frames.Get().(*eval)
 	defer p.put(e)
 	e.bctx = topdown.BuiltinContext{
@@ -121,10 +122,8 @@ func (p *Program) Eval(ctx context.Context, input, data ast.Value, opts Options)
 	}
 	e.results = e.results[:0]
 	base := e.push(p.plan.nlocals)
-	if input != nil {
-		e.stack[base+int(ir.Input)] = ast.NewTerm(input)
-	}
-	e.stack[base+int(ir.Data)] = ast.NewTerm(data)
+	e.stack[base+int(ir.Input)] = input
+	e.stack[base+int(ir.Data)] = data
 	if _, _, err := p.plan.exec(e, base); err != nil {
 		return nil, err
 	}
@@ -151,6 +150,7 @@ func (p *Program) put(e *eval) {
 	e.stack = e.stack[:0]
 	clear(e.memo)
 	clear(e.results)
+	e.depth = 0
 	e.bctx = topdown.BuiltinContext{}
 	p.frames.Put(e)
 }
@@ -164,6 +164,18 @@ type eval struct {
 	args    []*ast.Term
 	bctx    topdown.BuiltinContext
 	steps   int
+	// scans are the states of nested scans, depth of them in use.
+	scans []*scanState
+	depth int
+	// out receives a built-in's result through setOut, e.setOutput bound
+	// once (built-ins never call back into the evaluation).
+	out    *ast.Term
+	setOut func(*ast.Term) error
+}
+
+func (e *eval) setOutput(t *ast.Term) error {
+	e.out = t
+	return nil
 }
 
 type memoEntry struct {

@@ -138,7 +138,7 @@ func TestAgreesWithOPA(t *testing.T) {
 	ctx := context.Background()
 	c := compile(t, module)
 	store := inmem.NewFromObject(data)
-	dataValue := ast.MustInterfaceToValue(data)
+	dataTerm := ast.NewTerm(ast.MustInterfaceToValue(data))
 	for _, q := range queries {
 		body := ast.MustParseBody(q)
 		prog, err := Prepare(ctx, c, body)
@@ -152,7 +152,7 @@ func TestAgreesWithOPA(t *testing.T) {
 		for _, in := range inputs {
 			input := ast.MustParseTerm(in).Value
 			rs, opaErr := pq.Eval(ctx, rego.EvalParsedInput(input))
-			got, err := prog.Eval(ctx, input, dataValue, Options{})
+			got, err := prog.Eval(ctx, ast.NewTerm(input), dataTerm, Options{})
 			if (opaErr != nil) != (err != nil) {
 				t.Errorf("%s with %s: error %v, OPA's %v", q, in, err, opaErr)
 				continue
@@ -257,7 +257,8 @@ func TestCancelled(t *testing.T) {
 	}
 	cancel := topdown.NewCancel()
 	cancel.Cancel()
-	_, err = prog.Eval(context.Background(), ast.NewObject(ast.Item(ast.StringTerm("numbers"), ast.ArrayTerm(numbers...))), ast.NewObject(), Options{Cancel: cancel})
+	input := ast.ObjectTerm(ast.Item(ast.StringTerm("numbers"), ast.ArrayTerm(numbers...)))
+	_, err = prog.Eval(context.Background(), input, ast.ObjectTerm(), Options{Cancel: cancel})
 	var te *topdown.Error
 	if !errors.As(err, &te) || te.Code != topdown.CancelErr {
 		t.Errorf("Eval after cancel: %v; want a cancellation error", err)

@@ -36,7 +36,8 @@ var ErrUnsupported = errors.New("plan not supported")
 
 // Errors of evaluation, as OPA's evaluator reports them.
 var (
-	ErrConflict = errors.New("conflicting values") // a complete rule or object rule with two values
+	ErrConflict = errors.New("conflicting values")   // a complete rule or object rule with two values
+	ErrFault    = errors.New("plan evaluator fault") // a bug of this package, reported instead of a crash
 )
 
 // target is the name under which this package receives plans from OPA.
@@ -111,9 +112,16 @@ func Prepare(ctx context.Context, compiler *ast.Compiler, query ast.Body) (*Prog
 // Eval evaluates the query with input and data (either may be nil) and
 // returns its result set: one object per solution, binding the query's
 // variables.
-func (p *Program) Eval(ctx context.Context, input, data *ast.Term, opts Options) ([]ast.Value, error) {
+func (p *Program) Eval(ctx context.Context, input, data *ast.Term, opts Options) (_ []ast.Value, err error) {
 	e := p.frames.Get().(*eval)
-	defer p.put(e)
+	defer func() {
+		// A fault of this evaluator fails the evaluation, not the process.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrFault, r)
+			return // e is not returned to the pool
+		}
+		p.put(e)
+	}()
 	e.bctx = topdown.BuiltinContext{
 		Context:                     ctx,
 		Metrics:                     noMetrics,

@@ -79,6 +79,10 @@ has_two if 2 in input.numbers
 set_member if "b" in {"a", "b"}
 
 nothing if input.missing.deeper
+
+keyed[k] := 1 if k := input.k1
+
+keyed[k] := 2 if k := input.k2
 `
 
 var data = map[string]any{
@@ -109,6 +113,9 @@ var inputs = []string{
 	`{"numbers": [], "ip": "not an address", "strings": "no"}`,
 	`{"a": 1, "b": 1}`,
 	`{"a": 1}`,
+	`{"a": 1, "b": 2}`,
+	`{"k1": "x", "k2": "y"}`,
+	`{"k1": "x", "k2": "x"}`,
 }
 
 var queries = []string{
@@ -128,6 +135,8 @@ var queries = []string{
 	"x = data.t.has_two",
 	"x = data.t.set_member",
 	"x = data.t.nothing",
+	"x = data.t.keyed",
+	"x = data.t.conflict",
 	"x = data.rules[input.dst][input.src]",
 	`some r in data.rules.app.client; x = r.name`,
 }
@@ -262,5 +271,21 @@ func TestCancelled(t *testing.T) {
 	var te *topdown.Error
 	if !errors.As(err, &te) || te.Code != topdown.CancelErr {
 		t.Errorf("Eval after cancel: %v; want a cancellation error", err)
+	}
+}
+
+// panicking stands for a fault of the evaluator.
+type panicking struct{}
+
+func (panicking) exec(*eval, int) (bool, uint32, error) { panic("fault") }
+
+// TestFaultIsAnError checks that a fault of the evaluator fails the
+// evaluation with ErrFault instead of the process.
+func TestFaultIsAnError(t *testing.T) {
+	p := &Program{plan: &block{stmts: []stmt{panicking{}}, nlocals: 2}}
+	p.frames.New = func() any { return &eval{} }
+	_, err := p.Eval(context.Background(), nil, ast.ObjectTerm(), Options{})
+	if !errors.Is(err, ErrFault) || !strings.Contains(err.Error(), "fault") {
+		t.Errorf("Eval: %v; want ErrFault", err)
 	}
 }

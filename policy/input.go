@@ -111,9 +111,9 @@ var (
 // is built twice.
 //
 // lean leaves out what the built-in policy never reads, for an evaluation
-// without user modules: parsed_path and parsed_query are empty and the
-// headers object holds only the pseudo-headers and the headers the
-// model's matches name.
+// without user modules: the input holds only input.meshward and
+// input.attributes with the peers' principals, the request's method and
+// a headers object of the headers the model's matches name.
 func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields, lean bool) (ast.Value, error) {
 	if f == nil {
 		f = &noFields
@@ -166,11 +166,22 @@ func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields, l
 	if srcP == nil && r.Ingress != nil && r.Ingress.Address != "" {
 		srcAddress = ast.StringTerm(r.Ingress.Address)
 	}
-	if src := peerTerm(srcP, srcAddress, nil, f.Source); src != nil {
-		attrs = append(attrs, [2]*ast.Term{keySource, src})
-	}
-	if dst := ports.destination(dstP, port, f.Destination); dst != nil {
-		attrs = append(attrs, [2]*ast.Term{keyDestination, dst})
+	switch {
+	case lean:
+		// The built-in policy reads only the peers' principals.
+		if srcP != nil {
+			attrs = append(attrs, [2]*ast.Term{keySource, ports.peer(srcP, nil, nil)})
+		}
+		if dstP != nil {
+			attrs = append(attrs, [2]*ast.Term{keyDestination, ports.peer(dstP, nil, nil)})
+		}
+	default:
+		if src := peerTerm(srcP, srcAddress, nil, f.Source); src != nil {
+			attrs = append(attrs, [2]*ast.Term{keySource, src})
+		}
+		if dst := ports.peer(dstP, port, f.Destination); dst != nil {
+			attrs = append(attrs, [2]*ast.Term{keyDestination, dst})
+		}
 	}
 	attrs = append(attrs, f.Attributes...)
 
@@ -190,10 +201,12 @@ func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields, l
 		}
 		mw = append(mw, [2]*ast.Term{keyPath, pathTerm})
 		fullPath := pathTerm
-		if norm.RawQuery != "" {
+		if norm.RawQuery != "" && (!lean || readsPath(x.headers)) {
 			fullPath = ast.StringTerm(norm.Path + "?" + norm.RawQuery)
 		}
-		if string(fullPath.Value.(ast.String)) != target {
+		// raw_path: the target as received, when normalisation changed it
+		// (the built-in policy does not read it).
+		if !lean && string(fullPath.Value.(ast.String)) != target {
 			mw = append(mw, [2]*ast.Term{keyRawPath, ast.StringTerm(target)})
 		}
 		method := r.Method
@@ -212,11 +225,13 @@ func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields, l
 		httpObj := httpBuf[:0]
 		httpObj = append(httpObj,
 			[2]*ast.Term{keyMethod, methodTerm},
-			[2]*ast.Term{keyPath, fullPath},
 			[2]*ast.Term{keyHeaders, headersTerm(r, methodTerm, fullPath, hostTerm, lean, x.headers)},
 		)
-		if hostTerm != nil {
-			httpObj = append(httpObj, [2]*ast.Term{keyHost, hostTerm})
+		if !lean {
+			httpObj = append(httpObj, [2]*ast.Term{keyPath, fullPath})
+			if hostTerm != nil {
+				httpObj = append(httpObj, [2]*ast.Term{keyHost, hostTerm})
+			}
 		}
 		httpObj = append(httpObj, f.HTTP...)
 		var reqBuf [2][2]*ast.Term
@@ -241,6 +256,12 @@ func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields, l
 	}
 	if proto == ProtocolHTTP && f.TruncatedBody {
 		truncated = trueTerm
+	}
+	if lean {
+		return ast.NewObject(
+			[2]*ast.Term{keyAttributes, ast.ObjectTerm(attrs...)},
+			[2]*ast.Term{keyMeshward, ast.ObjectTerm(mw...)},
+		), nil
 	}
 	root := make([][2]*ast.Term, 0, 8)
 	root = append(root,
@@ -334,7 +355,18 @@ func headersTerm(r Request, method, path, host *ast.Term, filter bool, only []st
 		}
 		kv = append(kv, [2]*ast.Term{name, ast.StringTerm(v)})
 	}
+	if len(kv) == 0 {
+		return emptyObjectTerm
+	}
 	return ast.ObjectTerm(kv...)
+}
+
+// readsPath reports whether the model's matches read the :path header
+// (sorted header names, see matchedHeaders): only then does the lean
+// input need the path with its query.
+func readsPath(headers []string) bool {
+	_, ok := slices.BinarySearch(headers, ":path")
+	return ok
 }
 
 // headerNames are the terms of common header names, built once.
@@ -405,9 +437,10 @@ type peerKey struct {
 
 const maxCachedPeers = 1024
 
-// destination returns input.attributes.destination (see peerTerm), from
-// the cache when the peer has no other fields.
-func (c *portCache) destination(principal *ast.Term, port *portTerms, p *Peer) *ast.Term {
+// peer returns input.attributes.destination (see peerTerm), or a peer
+// object with a principal alone, from the cache when the peer has no
+// other fields.
+func (c *portCache) peer(principal *ast.Term, port *portTerms, p *Peer) *ast.Term {
 	if p != nil && len(p.Fields) > 0 {
 		return peerTerm(principal, nil, port, p)
 	}

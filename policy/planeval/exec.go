@@ -403,11 +403,11 @@ type setAddStmt struct {
 func (s *setAddStmt) exec(e *eval, base int) (bool, uint32, error) {
 	v, set := s.value.get(e, base), e.stack[base+s.set]
 	if v == nil || set == nil {
-		return false, 0, fmt.Errorf("%w: set insert of %v into %v", ErrUnsupported, v, set)
+		return false, 0, fmt.Errorf("%w: set insert of %v into %v", ErrFault, v, set)
 	}
 	c, isSet := set.Value.(ast.Set)
 	if !isSet {
-		return false, 0, fmt.Errorf("%w: set insert into %v", ErrUnsupported, set)
+		return false, 0, fmt.Errorf("%w: set insert into %v", ErrFault, set)
 	}
 	c.Add(v)
 	return ok()
@@ -421,11 +421,11 @@ type arrayAppendStmt struct {
 func (s *arrayAppendStmt) exec(e *eval, base int) (bool, uint32, error) {
 	v, arr := s.value.get(e, base), e.stack[base+s.array]
 	if v == nil || arr == nil {
-		return false, 0, fmt.Errorf("%w: array append to %v", ErrUnsupported, arr)
+		return false, 0, fmt.Errorf("%w: array append to %v", ErrFault, arr)
 	}
 	a, isArr := arr.Value.(*ast.Array)
 	if !isArr {
-		return false, 0, fmt.Errorf("%w: array append to %v", ErrUnsupported, arr)
+		return false, 0, fmt.Errorf("%w: array append to %v", ErrFault, arr)
 	}
 	e.stack[base+s.array] = ast.NewTerm(a.Append(v))
 	return ok()
@@ -440,11 +440,11 @@ type objectInsertStmt struct {
 func (s *objectInsertStmt) exec(e *eval, base int) (bool, uint32, error) {
 	k, v, obj := s.key.get(e, base), s.value.get(e, base), e.stack[base+s.object]
 	if k == nil || v == nil || obj == nil {
-		return false, 0, fmt.Errorf("%w: object insert into %v", ErrUnsupported, obj)
+		return false, 0, fmt.Errorf("%w: object insert into %v", ErrFault, obj)
 	}
 	o, isObj := obj.Value.(ast.Object)
 	if !isObj {
-		return false, 0, fmt.Errorf("%w: object insert into %v", ErrUnsupported, obj)
+		return false, 0, fmt.Errorf("%w: object insert into %v", ErrFault, obj)
 	}
 	if s.once {
 		if old := o.Get(k); old != nil {

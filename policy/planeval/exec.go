@@ -395,21 +395,49 @@ func (s *makeStmt) exec(e *eval, base int) (bool, uint32, error) {
 	return ok()
 }
 
+// collection returns the collection a statement adds to, in local l, as a
+// T: the planner makes it before adding to it, so anything else is a
+// fault.
+func collection[T ast.Value](e *eval, base, l int, what string) (T, error) {
+	var zero T
+	t := e.stack[base+l]
+	if t == nil {
+		return zero, fmt.Errorf("%w: %s: undefined collection", ErrFault, what)
+	}
+	c, ok := t.Value.(T)
+	if !ok {
+		return zero, fmt.Errorf("%w: %s: the collection is %s", ErrFault, what, ast.ValueName(t.Value))
+	}
+	return c, nil
+}
+
+// defined returns the operands' values, or a fault naming what when one is
+// undefined (the planner adds only defined values).
+func defined(e *eval, base int, what string, ops ...operand) ([2]*ast.Term, error) {
+	var out [2]*ast.Term
+	for i, o := range ops {
+		if out[i] = o.get(e, base); out[i] == nil {
+			return out, fmt.Errorf("%w: %s: undefined value", ErrFault, what)
+		}
+	}
+	return out, nil
+}
+
 type setAddStmt struct {
 	value operand
 	set   int
 }
 
 func (s *setAddStmt) exec(e *eval, base int) (bool, uint32, error) {
-	v, set := s.value.get(e, base), e.stack[base+s.set]
-	if v == nil || set == nil {
-		return false, 0, fmt.Errorf("%w: set insert of %v into %v", ErrFault, v, set)
+	v, err := defined(e, base, "set insert", s.value)
+	if err != nil {
+		return false, 0, err
 	}
-	c, isSet := set.Value.(ast.Set)
-	if !isSet {
-		return false, 0, fmt.Errorf("%w: set insert into %v", ErrFault, set)
+	c, err := collection[ast.Set](e, base, s.set, "set insert")
+	if err != nil {
+		return false, 0, err
 	}
-	c.Add(v)
+	c.Add(v[0])
 	return ok()
 }
 
@@ -419,15 +447,15 @@ type arrayAppendStmt struct {
 }
 
 func (s *arrayAppendStmt) exec(e *eval, base int) (bool, uint32, error) {
-	v, arr := s.value.get(e, base), e.stack[base+s.array]
-	if v == nil || arr == nil {
-		return false, 0, fmt.Errorf("%w: array append to %v", ErrFault, arr)
+	v, err := defined(e, base, "array append", s.value)
+	if err != nil {
+		return false, 0, err
 	}
-	a, isArr := arr.Value.(*ast.Array)
-	if !isArr {
-		return false, 0, fmt.Errorf("%w: array append to %v", ErrFault, arr)
+	a, err := collection[*ast.Array](e, base, s.array, "array append")
+	if err != nil {
+		return false, 0, err
 	}
-	e.stack[base+s.array] = ast.NewTerm(a.Append(v))
+	e.stack[base+s.array] = ast.NewTerm(a.Append(v[0]))
 	return ok()
 }
 
@@ -438,14 +466,15 @@ type objectInsertStmt struct {
 }
 
 func (s *objectInsertStmt) exec(e *eval, base int) (bool, uint32, error) {
-	k, v, obj := s.key.get(e, base), s.value.get(e, base), e.stack[base+s.object]
-	if k == nil || v == nil || obj == nil {
-		return false, 0, fmt.Errorf("%w: object insert into %v", ErrFault, obj)
+	kv, err := defined(e, base, "object insert", s.key, s.value)
+	if err != nil {
+		return false, 0, err
 	}
-	o, isObj := obj.Value.(ast.Object)
-	if !isObj {
-		return false, 0, fmt.Errorf("%w: object insert into %v", ErrFault, obj)
+	o, err := collection[ast.Object](e, base, s.object, "object insert")
+	if err != nil {
+		return false, 0, err
 	}
+	k, v := kv[0], kv[1]
 	if s.once {
 		if old := o.Get(k); old != nil {
 			if old.Value.Compare(v.Value) != 0 {

@@ -221,24 +221,30 @@ func buildInput(x *identityIndex, ports *portCache, r Request, f *InputFields, l
 		if host := hostOf(r); host != "" {
 			hostTerm = ast.StringTerm(host)
 		}
-		var httpBuf [12][2]*ast.Term
-		httpObj := httpBuf[:0]
-		httpObj = append(httpObj,
-			[2]*ast.Term{keyMethod, methodTerm},
-			[2]*ast.Term{keyHeaders, headersTerm(r, methodTerm, fullPath, hostTerm, lean, x.headers)},
-		)
-		if !lean {
-			httpObj = append(httpObj, [2]*ast.Term{keyPath, fullPath})
-			if hostTerm != nil {
-				httpObj = append(httpObj, [2]*ast.Term{keyHost, hostTerm})
+		headers := headersTerm(r, methodTerm, fullPath, hostTerm, lean, x.headers)
+		if req := leanRequests[method]; lean && req != nil && headers == emptyObjectTerm {
+			// The common lean request, built once: a method and no headers.
+			attrs = append(attrs, [2]*ast.Term{keyRequest, req})
+		} else {
+			var httpBuf [12][2]*ast.Term
+			httpObj := httpBuf[:0]
+			httpObj = append(httpObj,
+				[2]*ast.Term{keyMethod, methodTerm},
+				[2]*ast.Term{keyHeaders, headers},
+			)
+			if !lean {
+				httpObj = append(httpObj, [2]*ast.Term{keyPath, fullPath})
+				if hostTerm != nil {
+					httpObj = append(httpObj, [2]*ast.Term{keyHost, hostTerm})
+				}
 			}
+			httpObj = append(httpObj, f.HTTP...)
+			var reqBuf [2][2]*ast.Term
+			reqObj := reqBuf[:0]
+			reqObj = append(reqObj, [2]*ast.Term{keyHTTP, ast.ObjectTerm(httpObj...)})
+			reqObj = append(reqObj, f.Request...)
+			attrs = append(attrs, [2]*ast.Term{keyRequest, ast.ObjectTerm(reqObj...)})
 		}
-		httpObj = append(httpObj, f.HTTP...)
-		var reqBuf [2][2]*ast.Term
-		reqObj := reqBuf[:0]
-		reqObj = append(reqObj, [2]*ast.Term{keyHTTP, ast.ObjectTerm(httpObj...)})
-		reqObj = append(reqObj, f.Request...)
-		attrs = append(attrs, [2]*ast.Term{keyRequest, ast.ObjectTerm(reqObj...)})
 		if !lean {
 			if norm.Path != "/" {
 				parsedPath = segmentsTerm(norm.Path)
@@ -303,6 +309,19 @@ var methodTerms = func() map[string]*ast.Term {
 	m := map[string]*ast.Term{}
 	for _, s := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"} {
 		m[s] = ast.StringTerm(s)
+	}
+	return m
+}()
+
+// leanRequests are the lean input's input.attributes.request for the
+// common methods and no headers, built once.
+var leanRequests = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for name, t := range methodTerms {
+		m[name] = ast.ObjectTerm([2]*ast.Term{keyHTTP, ast.ObjectTerm(
+			[2]*ast.Term{keyMethod, t},
+			[2]*ast.Term{keyHeaders, emptyObjectTerm},
+		)})
 	}
 	return m
 }()

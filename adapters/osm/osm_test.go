@@ -21,12 +21,9 @@ import (
 // TestDeterministic checks that the order of the input objects does not
 // change the result, for every golden case.
 func TestDeterministic(t *testing.T) {
-	ins, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ins := golden.Inputs(t)
 	for _, in := range ins {
-		t.Run(strings.TrimSuffix(filepath.Base(in), ".in.yaml"), func(t *testing.T) {
+		t.Run(golden.CaseName(in), func(t *testing.T) {
 			s, opts := loadCase(t, in)
 			want := render(t, build(s, opts))
 			r := rand.New(rand.NewPCG(1, 2))

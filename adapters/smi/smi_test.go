@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strings"
 	"testing"
 
 	accessv1alpha3 "github.com/servicemeshinterface/smi-sdk-go/pkg/apis/access/v1alpha3"
@@ -33,17 +32,14 @@ func marshalModel(t *testing.T, m *mesh.Model) []byte {
 // TestDeterministic checks that the order of the input objects does not
 // change the model, for every golden case and a generated mesh.
 func TestDeterministic(t *testing.T) {
-	ins, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ins := golden.Inputs(t)
 	cases := map[string]func(t *testing.T) (*snapshot.Snapshot, mesh.Options){
 		"generated": func(*testing.T) (*snapshot.Snapshot, mesh.Options) {
 			return generate(genConfig{Namespaces: 3, ServicesPerNS: 8, EndpointsPerService: 3, Targets: 20, Splits: 6}), mesh.DefaultOptions()
 		},
 	}
 	for _, in := range ins {
-		cases[strings.TrimSuffix(filepath.Base(in), ".in.yaml")] = func(t *testing.T) (*snapshot.Snapshot, mesh.Options) {
+		cases[golden.CaseName(in)] = func(t *testing.T) (*snapshot.Snapshot, mesh.Options) {
 			return loadCase(t, in)
 		}
 	}

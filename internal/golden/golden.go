@@ -160,11 +160,9 @@ func Check(t testing.TB, path string, got []byte, update bool) {
 	}
 }
 
-// Run runs a subtest for every testdata/<case>.in.yaml: produce turns the
-// input file into the output, which must equal testdata/<case>.out.yaml.
-// With update, it writes the outputs instead, after removing those whose
-// input is gone.
-func Run(t *testing.T, update bool, produce func(t *testing.T, in string) []byte) {
+// Inputs returns the golden cases' inputs, testdata/<case>.in.yaml; a
+// package without any fails the test.
+func Inputs(t testing.TB) []string {
 	t.Helper()
 	ins, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
 	if err != nil {
@@ -173,12 +171,24 @@ func Run(t *testing.T, update bool, produce func(t *testing.T, in string) []byte
 	if len(ins) == 0 {
 		t.Fatal("no golden cases in testdata")
 	}
+	return ins
+}
+
+// CaseName is the name of the golden case whose input is in.
+func CaseName(in string) string { return strings.TrimSuffix(filepath.Base(in), ".in.yaml") }
+
+// Run runs a subtest for every testdata/<case>.in.yaml: produce turns the
+// input file into the output, which must equal testdata/<case>.out.yaml.
+// With update, it writes the outputs instead, after removing those whose
+// input is gone.
+func Run(t *testing.T, update bool, produce func(t *testing.T, in string) []byte) {
+	t.Helper()
+	ins := Inputs(t)
 	if update {
 		RemoveStaleOutputs(t, ins)
 	}
 	for _, in := range ins {
-		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
-		t.Run(name, func(t *testing.T) {
+		t.Run(CaseName(in), func(t *testing.T) {
 			Check(t, strings.TrimSuffix(in, ".in.yaml")+".out.yaml", produce(t, in), update)
 		})
 	}

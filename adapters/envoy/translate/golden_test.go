@@ -130,16 +130,10 @@ func render(t *testing.T, ms []proto.Message) []byte {
 
 func loadCases(t *testing.T) []goldenCase {
 	t.Helper()
-	ins, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ins) == 0 {
-		t.Fatal("no golden cases in testdata")
-	}
+	ins := golden.Inputs(t)
 	cases := make([]goldenCase, 0, len(ins))
 	for _, in := range ins {
-		c := goldenCase{name: strings.TrimSuffix(filepath.Base(in), ".in.yaml"), path: in}
+		c := goldenCase{name: golden.CaseName(in), path: in}
 		data, err := os.ReadFile(in)
 		if err != nil {
 			t.Fatal(err)

@@ -151,16 +151,17 @@ func (e *Engine) evaluate(ctx context.Context, p *compiledPolicy, m *identityInd
 		if cancel != nil {
 			cancelOpt = rego.EvalExternalCancel(cancel)
 		}
-		ev = &opaEvaluation{p: p, opts: []rego.EvalOption{
+		opts := []rego.EvalOption{
 			rego.EvalParsedInput(input),
 			rego.EvalTransaction(txn),
 			keepASTOpt,
 			cancelOpt,
 			noMetricsOpt,
-		}}
-		if e.regexOpt != nil {
-			ev.(*opaEvaluation).opts = append(ev.(*opaEvaluation).opts, e.regexOpt)
 		}
+		if e.regexOpt != nil {
+			opts = append(opts, e.regexOpt)
+		}
+		ev = &opaEvaluation{p: p, opts: opts}
 	}
 
 	results, err := ev.decide(ctx)

@@ -374,17 +374,15 @@ func (e *Engine) compile(ctx context.Context, sources map[string]string) (*compi
 // the plan evaluator not support them, the policy is evaluated by OPA's
 // evaluator and the log says why.
 func (e *Engine) planPolicy(ctx context.Context, p *compiledPolicy, decide, explain ast.Body) {
-	d, err := planeval.Prepare(ctx, p.compiler, decide)
-	if err != nil {
-		e.opts.Log.Info("built-in policy evaluated by OPA's evaluator: its plan is not supported", "error", err.Error())
-		return
+	var plans [2]*planeval.Program
+	for i, q := range []ast.Body{decide, explain} {
+		var err error
+		if plans[i], err = planeval.Prepare(ctx, p.compiler, q); err != nil {
+			e.opts.Log.Info("built-in policy evaluated by OPA's evaluator: its plan is not supported", "error", err.Error())
+			return
+		}
 	}
-	x, err := planeval.Prepare(ctx, p.compiler, explain)
-	if err != nil {
-		e.opts.Log.Info("built-in policy evaluated by OPA's evaluator: its plan is not supported", "error", err.Error())
-		return
-	}
-	p.decidePlan, p.explainPlan = d, x
+	p.decidePlan, p.explainPlan = plans[0], plans[1]
 }
 
 // parseUserModule parses a module as Rego v1, falling back to v0 for

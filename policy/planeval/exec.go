@@ -319,12 +319,6 @@ func (s resetStmt) exec(e *eval, base int) (bool, uint32, error) {
 	return ok()
 }
 
-// returnStmt names the local holding a function's value; the call reads
-// that local when the function's blocks are done.
-type returnStmt int
-
-func (returnStmt) exec(*eval, int) (bool, uint32, error) { return ok() }
-
 type definedStmt struct {
 	local int
 	want  bool

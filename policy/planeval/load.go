@@ -64,7 +64,7 @@ func load(pol *ir.Policy) (*Program, error) {
 	}
 	if pol.Funcs != nil {
 		for i, f := range pol.Funcs.Funcs {
-			fn := &function{name: f.Name, params: f.Params, ret: f.Return, index: i, memo: len(f.Params) == 2}
+			fn := &function{params: f.Params, ret: f.Return, index: i, memo: len(f.Params) == 2}
 			l.funcs[f.Name] = fn
 			l.all = append(l.all, fn)
 		}
@@ -96,7 +96,7 @@ func load(pol *ir.Policy) (*Program, error) {
 		top.stmts = append(top.stmts, &blockStmt{blocks: []*block{cb}})
 	}
 	top.nlocals = l.nlocals
-	p := &Program{plan: top, funcs: l.all}
+	p := &Program{plan: top}
 	n := len(l.all)
 	p.frames.New = func() any {
 		e := &eval{memo: make([]memoEntry, n)}
@@ -214,7 +214,9 @@ func (l *loader) stmt(s ir.Stmt, levels uint32) (stmt, error) {
 		if s.Source != l.ret {
 			return nil, fmt.Errorf("%w: return of %v, not the function's return local", ErrUnsupported, s.Source)
 		}
-		return returnStmt(l.local(s.Source)), nil
+		// The call reads the function's return local when its blocks are
+		// done: nothing to do here.
+		return nopStmt{}, nil
 	case *ir.IsDefinedStmt:
 		return &definedStmt{local: l.local(s.Source), want: true}, nil
 	case *ir.IsUndefinedStmt:
@@ -319,6 +321,6 @@ func (l *loader) call(s *ir.CallStmt) (stmt, error) {
 	if impl == nil {
 		return nil, fmt.Errorf("%w: built-in function %s has no implementation", ErrUnsupported, s.Func)
 	}
-	out.fn = &function{name: s.Func, builtin: impl}
+	out.fn = &function{builtin: impl}
 	return out, nil
 }

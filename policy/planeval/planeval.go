@@ -72,15 +72,13 @@ func (unusable) Eval(context.Context, *rego.EvalContext, ast.Value) (ast.Value, 
 
 // Program is a prepared query. It is safe for concurrent use.
 type Program struct {
-	plan  *block
-	funcs []*function
+	plan *block
 	// frames pools evaluations' local variable stacks.
 	frames sync.Pool
 }
 
 // function is a planned rule (or function) or a built-in.
 type function struct {
-	name    string
 	params  []ir.Local
 	ret     ir.Local
 	blocks  []*block
